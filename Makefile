@@ -1,0 +1,64 @@
+# tensord: `make run` and `make test` work on a fresh Debian 12 machine as root
+# (or with sudo): they install what is missing, build, then run or test.
+
+SHELL := /bin/bash
+BUILD_DIR ?= build
+VENV ?= .venv
+PYTHON ?= python3
+JOBS ?= $(shell nproc)
+ARGS ?=
+
+# Debian packages the build and tests need.
+APT_PACKAGES := build-essential cmake pkg-config \
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev libabsl-dev \
+  libgtest-dev python3 python3-venv python3-dev
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: all deps build venv run test test-cpp test-python bench clean
+
+all: build
+
+# Installs only what is missing; `apt-get update` runs only then.
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q "ok installed" || echo $$p; \
+	  done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:" $$missing; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(BUILD_DIR)/Makefile: CMakeLists.txt | deps
+	cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: deps $(BUILD_DIR)/Makefile
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+# The client, its generated stubs and the test tools, in a venv under the repo.
+$(VENV)/.installed: client_py/pyproject.toml client_py/setup.py proto/tensord/v1/tensord.proto | deps
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e 'client_py[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+run: build
+	$(BUILD_DIR)/tensord $(ARGS)
+
+test-cpp: build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+
+# pytest exits 5 when it collected no tests: that is a failure here too.
+test-python: build venv
+	$(VENV)/bin/python -m pytest tests/e2e -q -p no:cacheprovider; \
+	  code=$$?; [ $$code -eq 5 ] && echo "pytest collected no tests" >&2; exit $$code
+
+test: test-cpp test-python
+
+bench: build venv
+	$(VENV)/bin/python bench/transfer.py
+
+clean:
+	rm -rf $(BUILD_DIR)

@@ -1,0 +1,55 @@
+"""tensord: NumPy arrays held by a tensord server, with PyTorch's names.
+
+    import numpy as np, tensord
+
+    with tensord.connect("127.0.0.1:50051") as td:
+        t = td.from_numpy(np.arange(6.0).reshape(2, 3))
+        print(t.T.numpy())          # a transposed ndarray, downloaded
+        td.zeros(2, 3).float()      # tensors are freed when collected, or with .free()
+
+Errors are `tensord.Error` subclasses named after the gRPC status codes.
+"""
+from tensord.client import CHUNK_BYTES, Client, connect
+from tensord.errors import (
+    CancelledError,
+    DataLossError,
+    DeadlineExceededError,
+    Error,
+    FailedPreconditionError,
+    InternalError,
+    InvalidArgumentError,
+    NotFoundError,
+    OutOfRangeError,
+    PermissionDeniedError,
+    ResourceExhaustedError,
+    UnauthenticatedError,
+    UnavailableError,
+    UnimplementedError,
+)
+from tensord.info import MemoryInfo, TensorInfo
+from tensord.tensor import Tensor
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CHUNK_BYTES",
+    "CancelledError",
+    "Client",
+    "DataLossError",
+    "DeadlineExceededError",
+    "Error",
+    "FailedPreconditionError",
+    "InternalError",
+    "InvalidArgumentError",
+    "MemoryInfo",
+    "NotFoundError",
+    "OutOfRangeError",
+    "PermissionDeniedError",
+    "ResourceExhaustedError",
+    "Tensor",
+    "TensorInfo",
+    "UnauthenticatedError",
+    "UnavailableError",
+    "UnimplementedError",
+    "connect",
+]

@@ -1,0 +1,243 @@
+"""One session with a tensord server: the channel, every RPC call, and its lease.
+
+`Session` owns the gRPC channel and the session id, adds the
+`tensord-session` metadata and the default deadline to every call, and turns
+grpc errors into tensord errors (via `errors.translated`). A single daemon
+thread per session renews the lease (KeepAlive every lease/3 seconds) and
+sends batched Free RPCs for tensors that were garbage-collected.
+
+Thread-safety: all methods may be called from any thread. `enqueue_free` is
+the only thing finalizers call: it is a `queue.SimpleQueue.put`, which is
+reentrant, so a finalizer running in the middle of another queue operation
+cannot deadlock; no RPC is ever issued from a finalizer.
+"""
+from __future__ import annotations
+
+import atexit
+import logging
+import queue
+import threading
+import time
+import weakref
+from typing import Any, Callable, Iterator
+
+import grpc
+
+from tensord import _wire
+from tensord.errors import FailedPreconditionError, NotFoundError, translated
+from tensord.v1 import tensord_pb2 as pb
+from tensord.v1 import tensord_pb2_grpc as pb_grpc
+
+_log = logging.getLogger("tensord")
+
+SESSION_METADATA_KEY = "tensord-session"
+MAX_MESSAGE_BYTES = 64 << 20
+_UPLOAD_PATH = "/tensord.v1.Tensord/Upload"
+_DOWNLOAD_PATH = "/tensord.v1.Tensord/Download"
+_FREE_BATCH = 4096  # handles per Free RPC from the background thread
+_BACKGROUND_DEADLINE_S = 10.0  # KeepAlive/Free/CloseSession never block longer than this
+_DEFAULT_LEASE_S = 30.0  # when the server reports no lease
+
+# Messages to the background thread besides handles to free.
+_STOP = object()  # close() was called: stop; close() itself ends the session
+_CLOSE = object()  # the Client was garbage-collected: end the session, then stop
+
+_live_sessions: "weakref.WeakSet[Session]" = weakref.WeakSet()
+
+
+class Session:
+    """A connected session; see the module docstring."""
+
+    def __init__(self, target: str, *, timeout: float | None, client_name: str) -> None:
+        self.target = target
+        self.timeout = timeout
+        self._closed = False
+        self._close_lock = threading.Lock()
+        self._channel = grpc.insecure_channel(
+            target,
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ],
+        )
+        self._stub = pb_grpc.TensordStub(self._channel)
+        self._upload = self._channel.stream_unary(
+            _UPLOAD_PATH, request_serializer=None, response_deserializer=pb.TensorMeta.FromString
+        )
+        self._download = self._channel.unary_stream(
+            _DOWNLOAD_PATH, request_serializer=pb.DownloadRequest.SerializeToString, response_deserializer=None
+        )
+        try:
+            with translated():
+                opened = self._stub.OpenSession(pb.OpenSessionRequest(client_name=client_name), timeout=timeout)
+        except BaseException:
+            self._channel.close()
+            raise
+        self.session_id: str = opened.session_id
+        self.lease_seconds: float = opened.lease_seconds
+        self._metadata = ((SESSION_METADATA_KEY, self.session_id),)
+        self._background = queue.SimpleQueue()
+        #: Finalizers call this with a handle; see the module docstring.
+        self.enqueue_free: Callable[[Any], None] = self._background.put
+        self._thread = threading.Thread(
+            target=self._run, name=f"tensord-lease-{self.session_id[:8]}", daemon=True
+        )
+        self._thread.start()
+        _live_sessions.add(self)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # ---- calls --------------------------------------------------------------
+
+    def call(self, method: str, request: Any) -> Any:
+        """Invokes unary RPC `method` with the session metadata and default deadline."""
+        self._check_open()
+        with translated():
+            return getattr(self._stub, method)(request, timeout=self.timeout, metadata=self._metadata)
+
+    def upload(self, messages: Iterator[bytes]) -> pb.TensorMeta:
+        """Runs the Upload stream over already framed messages (see `_wire`)."""
+        self._check_open()
+        with translated():
+            return self._upload(messages, timeout=self.timeout, metadata=self._metadata)
+
+    def download(self, handle: str, allocate: Callable[[pb.DownloadHeader], memoryview]) -> pb.DownloadHeader:
+        """Runs the Download stream for `handle`, writing the span into `allocate(header)`."""
+        self._check_open()
+        stream = self._download(pb.DownloadRequest(handle=handle), timeout=self.timeout, metadata=self._metadata)
+        try:
+            with translated():
+                return _wire.read_download(stream, allocate)
+        except BaseException:
+            stream.cancel()  # stop the server sending the rest
+            raise
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise FailedPreconditionError(f"tensord: the client for {self.target} is closed")
+
+    # ---- lifetime -----------------------------------------------------------
+
+    def close(self) -> None:
+        """Stops the background thread and ends the session (frees its tensors). Idempotent."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._background.put(_STOP)
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+        self._close_session_rpc()
+
+    def close_when_collected(self) -> None:
+        """Called by the Client's finalizer: the background thread ends the session.
+
+        Non-blocking and RPC-free, since finalizers run at arbitrary points.
+        """
+        self._background.put(_CLOSE)
+
+    def _close_session_rpc(self) -> None:
+        try:
+            with translated():
+                self._stub.CloseSession(
+                    pb.CloseSessionRequest(), timeout=self._background_deadline(), metadata=self._metadata
+                )
+        except NotFoundError:
+            pass  # the lease ran out: the server already ended the session
+        except Exception as e:  # closing must not raise: the server may be gone
+            _log.warning("tensord: CloseSession for %s failed: %s", self.target, e)
+        finally:
+            self._channel.close()
+            _live_sessions.discard(self)
+
+    def _background_deadline(self) -> float:
+        return min(self.timeout or _BACKGROUND_DEADLINE_S, _BACKGROUND_DEADLINE_S)
+
+    # ---- background thread --------------------------------------------------
+
+    def _run(self) -> None:
+        interval = self._keepalive_interval()
+        next_keepalive = time.monotonic() + interval
+        keepalive_failing = False
+        while True:
+            try:
+                item = self._background.get(timeout=max(0.0, next_keepalive - time.monotonic()))
+            except queue.Empty:
+                item = None
+            if item is not None:
+                batch, stop = self._drain(item)
+                if stop is _STOP:
+                    return  # close() sends CloseSession, which frees everything
+                if stop is _CLOSE:
+                    with self._close_lock:
+                        if self._closed:
+                            return
+                        self._closed = True
+                    self._close_session_rpc()
+                    return
+                self._free_batch(batch)
+            if time.monotonic() >= next_keepalive:
+                try:
+                    with translated():
+                        renewed = self._stub.KeepAlive(
+                            pb.KeepAliveRequest(), timeout=self._background_deadline(), metadata=self._metadata
+                        )
+                    if renewed.lease_seconds > 0:
+                        self.lease_seconds = renewed.lease_seconds
+                        interval = self._keepalive_interval()
+                    keepalive_failing = False
+                except Exception as e:
+                    if not keepalive_failing:
+                        _log.warning("tensord: KeepAlive for session …%s failed: %s", self.session_id[-8:], e)
+                    keepalive_failing = True
+                next_keepalive = time.monotonic() + interval
+
+    def _keepalive_interval(self) -> float:
+        lease = self.lease_seconds if self.lease_seconds > 0 else _DEFAULT_LEASE_S
+        return lease / 3
+
+    def _drain(self, first: Any) -> tuple[list[str], Any]:
+        """Collects every queued handle without waiting; returns (handles, a stop marker or None)."""
+        batch: list[str] = []
+        item = first
+        while True:
+            if item is _STOP or item is _CLOSE:
+                return batch, item
+            batch.append(item)
+            try:
+                item = self._background.get_nowait()
+            except queue.Empty:
+                return batch, None
+
+    def _free_batch(self, handles: list[str]) -> None:
+        for start in range(0, len(handles), _FREE_BATCH):
+            part = handles[start:start + _FREE_BATCH]
+            try:
+                self._free_rpc(part)
+            except NotFoundError:
+                # One unknown handle fails the whole request (and frees none);
+                # free the rest one by one, skipping those already gone.
+                for handle in part:
+                    try:
+                        self._free_rpc([handle])
+                    except NotFoundError:
+                        pass
+                    except Exception as e:
+                        _log.warning("tensord: freeing a collected tensor failed: %s", e)
+            except Exception as e:
+                _log.warning("tensord: freeing %d collected tensors failed: %s", len(part), e)
+
+    def _free_rpc(self, handles: list[str]) -> None:
+        with translated():
+            self._stub.Free(
+                pb.FreeRequest(handles=handles), timeout=self._background_deadline(), metadata=self._metadata
+            )
+
+
+@atexit.register
+def _close_all_sessions() -> None:
+    """Ends the sessions of clients still open at interpreter exit (best effort)."""
+    for session in list(_live_sessions):
+        session.close()

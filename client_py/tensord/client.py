@@ -1,0 +1,278 @@
+"""`connect()` and `Client`: a session with a tensord server, and tensor creation.
+
+The creation functions follow PyTorch: `zeros(2, 3)` or `zeros((2, 3))`,
+float32 by default, `full`/`arange`/`tensor` inferring the dtype from Python
+values like torch does (bool -> bool, int -> int64, float -> float32,
+complex -> complex64).
+"""
+from __future__ import annotations
+
+import numbers
+import operator
+import weakref
+from typing import Any, Sequence
+
+import numpy as np
+
+from tensord import _layout, _wire, dtypes
+from tensord._session import MAX_MESSAGE_BYTES, Session
+from tensord.errors import NotFoundError
+from tensord.info import MemoryInfo, TensorInfo
+from tensord.tensor import Tensor, _int_tuple
+from tensord.v1 import tensord_pb2 as pb
+
+#: Default payload bytes per Upload chunk message (override with connect(chunk_bytes=...)).
+CHUNK_BYTES = 1 << 20
+_MAX_CHUNK_BYTES = MAX_MESSAGE_BYTES - 16  # room for the tag and length prefix
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def connect(
+    target: str,
+    *,
+    timeout: float | None = None,
+    chunk_bytes: int | None = None,
+    client_name: str | None = None,
+) -> "Client":
+    """Opens a session with the tensord server at `target` ("host:port").
+
+    `timeout` is the default deadline of every call in seconds (None: none);
+    `chunk_bytes` the payload size of upload messages; `client_name` shows in
+    the server's logs. Use the client as a context manager, or call `close()`.
+    """
+    return Client(target, timeout=timeout, chunk_bytes=chunk_bytes, client_name=client_name)
+
+
+class Client:
+    """A session with a tensord server. Thread-safe; see `connect()`."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: float | None = None,
+        chunk_bytes: int | None = None,
+        client_name: str | None = None,
+    ) -> None:
+        chunk = CHUNK_BYTES if chunk_bytes is None else operator.index(chunk_bytes)
+        if not 0 < chunk <= _MAX_CHUNK_BYTES:
+            raise ValueError(f"chunk_bytes must be in [1, {_MAX_CHUNK_BYTES}], got {chunk}")
+        if timeout is not None and timeout <= 0:
+            raise ValueError(f"timeout must be positive or None, got {timeout}")
+        self._chunk_bytes = chunk
+        self._session = Session(target, timeout=timeout, client_name=client_name or "tensord-python")
+        # A client dropped without close() ends its session from the background thread.
+        self._finalizer = weakref.finalize(self, self._session.close_when_collected)
+        self._finalizer.atexit = False  # at exit, _session closes every open session itself
+
+    # ---- session ------------------------------------------------------------
+
+    @property
+    def target(self) -> str:
+        return self._session.target
+
+    @property
+    def session_id(self) -> str:
+        return self._session.session_id
+
+    @property
+    def closed(self) -> bool:
+        return self._session.closed
+
+    def close(self) -> None:
+        """Ends the session: the server frees all its tensors. Closing twice is harmless."""
+        self._finalizer.detach()
+        self._session.close()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"session='…{self.session_id[-8:]}'"
+        return f"tensord.Client({self.target!r}, {state})"
+
+    # ---- from data ----------------------------------------------------------
+
+    def from_numpy(self, a: np.ndarray) -> Tensor:
+        """Uploads an ndarray: same dtype, shape and values.
+
+        Dense layouts (C or Fortran order, transposes, broadcasts) are sent
+        in place and keep their strides on the server; arrays with gaps or
+        negative strides are compacted to C order first.
+        """
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"from_numpy expects a numpy.ndarray, got {type(a).__name__}")
+        plan = _layout.plan_upload(a)
+        header = pb.UploadRequest(
+            header=pb.UploadHeader(dtype=plan.dtype, shape=plan.shape, strides=plan.strides)
+        ).SerializeToString()
+        return self._wrap(self._session.upload(_wire.upload_messages(header, plan.span, self._chunk_bytes)))
+
+    def tensor(self, data: Any, dtype: dtypes.DTypeLike | None = None) -> Tensor:
+        """A new tensor holding a copy of `data` (nested lists, scalars, arrays or a Tensor).
+
+        Without `dtype`, arrays keep theirs and Python values follow torch:
+        floats become float32, complex complex64, ints int64, bools bool.
+        """
+        if isinstance(data, Tensor):
+            if dtype is None or dtypes.resolve(dtype) == data.dtype:
+                return data.clone()
+            return data.to(dtype)
+        if dtype is not None:
+            return self.from_numpy(np.asarray(data, dtype=dtypes.resolve(dtype)))
+        arr = np.asarray(data)
+        if not isinstance(data, (np.ndarray, np.generic)):
+            arr = arr.astype(_torch_default(arr.dtype), copy=False)
+        return self.from_numpy(arr)
+
+    # ---- creation -----------------------------------------------------------
+
+    def empty(self, *size: int | Sequence[int], dtype: dtypes.DTypeLike | None = None) -> Tensor:
+        """Uninitialized values (float32 by default)."""
+        return self._create(pb.CreateRequest.EMPTY, size, dtype)
+
+    def zeros(self, *size: int | Sequence[int], dtype: dtypes.DTypeLike | None = None) -> Tensor:
+        return self._create(pb.CreateRequest.ZEROS, size, dtype)
+
+    def ones(self, *size: int | Sequence[int], dtype: dtypes.DTypeLike | None = None) -> Tensor:
+        return self._create(pb.CreateRequest.ONES, size, dtype)
+
+    def full(
+        self, size: int | Sequence[int], fill_value: bool | int | float | complex, dtype: dtypes.DTypeLike | None = None
+    ) -> Tensor:
+        """Every element `fill_value`; the dtype follows the fill's Python type unless given."""
+        fill = _scalar(fill_value)
+        if dtype is None:
+            dtype = _scalar_default_dtype(fill_value)
+        return self._create(pb.CreateRequest.FULL, (size,), dtype, fill=fill)
+
+    def arange(
+        self,
+        start: int | float,
+        end: int | float | None = None,
+        step: int | float = 1,
+        *,
+        dtype: dtypes.DTypeLike | None = None,
+    ) -> Tensor:
+        """`arange(end)` or `arange(start, end, step)`: int64 for ints, float32 if any is a float."""
+        if end is None:
+            start, end = 0, start
+        values = (start, end, step)
+        for v in values:
+            if isinstance(v, numbers.Complex) and not isinstance(v, numbers.Real):
+                raise TypeError(f"arange does not take complex values, got {v!r}")
+        if dtype is None:
+            dtype = "int64" if all(isinstance(v, numbers.Integral) for v in values) else "float32"
+        request = pb.CreateRequest(
+            kind=pb.CreateRequest.ARANGE,
+            dtype=dtypes.to_proto(dtype),
+            start=_scalar(start),
+            end=_scalar(end),
+            step=_scalar(step),
+        )
+        return self._wrap(self._session.call("Create", request))
+
+    def rand(
+        self, *size: int | Sequence[int], dtype: dtypes.DTypeLike | None = None, seed: int | None = None
+    ) -> Tensor:
+        """Uniform on [0, 1); the same seed gives the same values."""
+        return self._create(pb.CreateRequest.RAND, size, dtype, seed=_seed(seed))
+
+    def randn(
+        self, *size: int | Sequence[int], dtype: dtypes.DTypeLike | None = None, seed: int | None = None
+    ) -> Tensor:
+        """Standard normal; the same seed gives the same values."""
+        return self._create(pb.CreateRequest.RANDN, size, dtype, seed=_seed(seed))
+
+    # ---- bookkeeping --------------------------------------------------------
+
+    def tensors(self) -> list[TensorInfo]:
+        """Metadata of every tensor handle this session holds (owning none of them)."""
+        listed = self._session.call("ListTensors", pb.ListTensorsRequest())
+        return [TensorInfo.from_proto(meta) for meta in listed.tensors]
+
+    def memory_info(self) -> MemoryInfo:
+        """Server memory use: total, limit, and this session's share."""
+        return MemoryInfo.from_proto(self._session.call("MemoryInfo", pb.MemoryInfoRequest()))
+
+    # ---- used by Tensor -----------------------------------------------------
+
+    def _wrap(self, meta: pb.TensorMeta) -> Tensor:
+        return Tensor(self, meta)
+
+    def _download(self, handle: str) -> np.ndarray:
+        buffers: list[_layout.DownloadBuffer] = []
+
+        def allocate(header: pb.DownloadHeader) -> memoryview:
+            buffers.append(_layout.DownloadBuffer(header))
+            return buffers[0].span
+
+        self._session.download(handle, allocate)
+        return buffers[0].array()
+
+    def _free(self, handle: str) -> None:
+        if self.closed:
+            return  # closing the session already freed it
+        try:
+            self._session.call("Free", pb.FreeRequest(handles=[handle]))
+        except NotFoundError:
+            pass  # the session ended (lease ran out): nothing left to free
+
+    def _create(self, kind: int, size: tuple, dtype: Any, **fields: Any) -> Tensor:
+        request = pb.CreateRequest(
+            kind=kind,
+            dtype=dtypes.to_proto("float32" if dtype is None else dtype),
+            shape=_int_tuple(size),
+            **fields,
+        )
+        return self._wrap(self._session.call("Create", request))
+
+
+def _torch_default(dt: np.dtype) -> np.dtype:
+    """torch's dtype for Python values NumPy read as `dt`."""
+    if dt.kind == "f":
+        return np.dtype(np.float32)
+    if dt.kind == "c":
+        return np.dtype(np.complex64)
+    if dt.kind == "i":
+        return np.dtype(np.int64)
+    return dt
+
+
+def _scalar_default_dtype(value: Any) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return "bool"
+    if isinstance(value, numbers.Integral):
+        return "int64"
+    if isinstance(value, numbers.Real):
+        return "float32"
+    return "complex64"
+
+
+def _scalar(value: Any) -> pb.Scalar:
+    """A proto Scalar that keeps ints exact; TypeError for non-numbers."""
+    if isinstance(value, (bool, np.bool_)):
+        return pb.Scalar(b=bool(value))
+    if isinstance(value, numbers.Integral):
+        i = int(value)
+        if not _INT64[0] <= i <= _INT64[1]:
+            raise ValueError(f"{i} does not fit in int64")
+        return pb.Scalar(i=i)
+    if isinstance(value, numbers.Real):
+        return pb.Scalar(f=float(value))
+    if isinstance(value, numbers.Complex):
+        c = complex(value)
+        return pb.Scalar(f=c.real, imag=c.imag)
+    raise TypeError(f"expected a number, got {type(value).__name__}: {value!r}")
+
+
+def _seed(seed: int | None) -> int | None:
+    if seed is None:
+        return None
+    seed = operator.index(seed)
+    if not 0 <= seed < (1 << 64):
+        raise ValueError(f"seed must be in [0, 2**64), got {seed}")
+    return seed

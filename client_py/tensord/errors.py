@@ -1,0 +1,113 @@
+"""Exceptions raised by the tensord client, one class per gRPC status code.
+
+Every `grpc.RpcError` coming out of a tensord call is turned into one of these
+by `from_rpc_error`, so users catch `tensord.Error` (or a subclass such as
+`tensord.NotFoundError`) and never see grpc types. `.code` is the
+`grpc.StatusCode` and `.details` the server's message.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import grpc
+
+
+class Error(Exception):
+    """Any failure of a tensord call; `.code` is a grpc.StatusCode, `.details` the message."""
+
+    code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
+
+    def __init__(self, details: str, code: grpc.StatusCode | None = None) -> None:
+        super().__init__(details)
+        self.details = details
+        if code is not None:
+            self.code = code
+
+    def __str__(self) -> str:
+        return f"{self.code.name}: {self.details}"
+
+    def __reduce__(self):  # keeps pickling working despite the two-argument __init__
+        return (type(self), (self.details, self.code))
+
+
+class CancelledError(Error):
+    code = grpc.StatusCode.CANCELLED
+
+
+class InvalidArgumentError(Error):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class DeadlineExceededError(Error):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class NotFoundError(Error):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class PermissionDeniedError(Error):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class ResourceExhaustedError(Error):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class FailedPreconditionError(Error):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class OutOfRangeError(Error):
+    code = grpc.StatusCode.OUT_OF_RANGE
+
+
+class UnimplementedError(Error):
+    code = grpc.StatusCode.UNIMPLEMENTED
+
+
+class InternalError(Error):
+    code = grpc.StatusCode.INTERNAL
+
+
+class UnavailableError(Error):
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class DataLossError(Error):
+    code = grpc.StatusCode.DATA_LOSS
+
+
+class UnauthenticatedError(Error):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+_CLASS_BY_CODE: dict[grpc.StatusCode, type[Error]] = {
+    cls.code: cls
+    for cls in (
+        CancelledError, InvalidArgumentError, DeadlineExceededError, NotFoundError,
+        PermissionDeniedError, ResourceExhaustedError, FailedPreconditionError,
+        OutOfRangeError, UnimplementedError, InternalError, UnavailableError,
+        DataLossError, UnauthenticatedError,
+    )
+}
+
+
+def from_rpc_error(err: grpc.RpcError) -> Error:
+    """The tensord exception for a failed gRPC call (the one translation point)."""
+    code = err.code() if hasattr(err, "code") else grpc.StatusCode.UNKNOWN
+    details = err.details() if hasattr(err, "details") else str(err)
+    if code is None:
+        code = grpc.StatusCode.UNKNOWN
+    cls = _CLASS_BY_CODE.get(code, Error)
+    return cls(details or code.name.lower(), code)
+
+
+@contextlib.contextmanager
+def translated() -> Iterator[None]:
+    """Runs a block that talks gRPC, re-raising any grpc.RpcError as a tensord.Error."""
+    try:
+        yield
+    except grpc.RpcError as e:
+        raise from_rpc_error(e) from None

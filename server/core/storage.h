@@ -1,0 +1,72 @@
+// Storage: one refcounted, 64-byte-aligned block of tensor bytes, charged to a
+// MemoryBudget for as long as it lives.
+//
+// Views share a Storage through std::shared_ptr, and so do in-flight download
+// chunks: the bytes stay valid until the last reference is gone, even if the
+// tensor that owned them was freed meanwhile.
+//
+// Thread-safety: MemoryBudget is fully thread-safe. A Storage's bytes are not
+// synchronised; writers (upload, copies) fill a Storage before any other
+// thread can reach it.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include "absl/strings/string_view.h"
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "core/device.h"
+
+namespace tensord {
+
+inline constexpr int64_t kStorageAlignment = 64;
+
+// Caps the bytes of all storage held at once (--max-memory).
+class MemoryBudget {
+ public:
+  explicit MemoryBudget(int64_t limit_bytes) : limit_(limit_bytes) {}
+
+  // Charges `bytes`, or fails with RESOURCE_EXHAUSTED naming `what` and the figures.
+  absl::Status Reserve(int64_t bytes, absl::string_view what);
+  void Release(int64_t bytes);
+
+  int64_t in_use() const { return in_use_.load(std::memory_order_relaxed); }
+  int64_t limit() const { return limit_; }
+
+ private:
+  const int64_t limit_;
+  std::atomic<int64_t> in_use_{0};
+};
+
+class Storage {
+ public:
+  // Allocates `nbytes` uninitialised bytes on `device`, charged to `budget`.
+  // `what` names the request in the RESOURCE_EXHAUSTED message.
+  static absl::StatusOr<std::shared_ptr<Storage>> Allocate(
+      int64_t nbytes, Device device, std::shared_ptr<MemoryBudget> budget,
+      absl::string_view what = "allocation");
+
+  ~Storage();
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  std::byte* data() const { return data_; }
+  int64_t nbytes() const { return nbytes_; }
+  const Device& device() const { return device_; }
+  const std::shared_ptr<MemoryBudget>& budget() const { return budget_; }
+
+ private:
+  Storage(std::byte* data, int64_t nbytes, Device device,
+          std::shared_ptr<MemoryBudget> budget)
+      : data_(data), nbytes_(nbytes), device_(device), budget_(std::move(budget)) {}
+
+  std::byte* const data_;  // never null, even for 0 bytes
+  const int64_t nbytes_;
+  const Device device_;
+  const std::shared_ptr<MemoryBudget> budget_;
+};
+
+}  // namespace tensord

@@ -1,0 +1,74 @@
+#include "rpc/proto_convert.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace tensord {
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) return grpc::Status::OK;
+  // absl::StatusCode and grpc::StatusCode share their numeric values.
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
+                      std::string(status.message()));
+}
+
+absl::StatusOr<DType> FromProto(v1::DType dtype) {
+  // The proto enum lists the dtypes in DType's order, starting at 1.
+  const int value = static_cast<int>(dtype);
+  if (value < 1 || value > kNumDTypes) {
+    return absl::InvalidArgumentError(
+        value == 0 ? std::string("dtype is unspecified")
+                   : absl::StrCat("unknown dtype enum value ", value, " (valid: 1..",
+                                  kNumDTypes, ")"));
+  }
+  return static_cast<DType>(value - 1);
+}
+
+v1::DType ToProto(DType dtype) { return static_cast<v1::DType>(static_cast<int>(dtype) + 1); }
+
+Dims ToDims(const google::protobuf::RepeatedField<int64_t>& values) {
+  return Dims(values.begin(), values.end());
+}
+
+Scalar FromProto(const v1::Scalar& scalar) {
+  Scalar out;
+  switch (scalar.value_case()) {
+    case v1::Scalar::kB: out.value = scalar.b(); break;
+    case v1::Scalar::kI: out.value = scalar.i(); break;
+    case v1::Scalar::kF: out.value = scalar.f(); break;
+    case v1::Scalar::VALUE_NOT_SET: out.value = int64_t{0}; break;
+  }
+  out.imag = scalar.imag();
+  return out;
+}
+
+SliceSpec FromProto(const v1::Slice& slice) {
+  SliceSpec out;
+  if (slice.has_start()) out.start = slice.start();
+  if (slice.has_stop()) out.stop = slice.stop();
+  if (slice.has_step()) out.step = slice.step();
+  return out;
+}
+
+absl::StatusOr<IndexItem> FromProto(const v1::IndexItem& item) {
+  switch (item.item_case()) {
+    case v1::IndexItem::kSelect: return IndexItem(item.select());
+    case v1::IndexItem::kSlice: return IndexItem(FromProto(item.slice()));
+    case v1::IndexItem::kEllipsis: return IndexItem(Ellipsis{});
+    case v1::IndexItem::kNewAxis: return IndexItem(NewAxis{});
+    case v1::IndexItem::ITEM_NOT_SET: break;
+  }
+  return absl::InvalidArgumentError("index item with none of select/slice/ellipsis/new_axis");
+}
+
+void FillMeta(const std::string& handle, const Tensor& tensor, v1::TensorMeta* meta) {
+  meta->set_handle(handle);
+  meta->set_dtype(ToProto(tensor.dtype()));
+  meta->mutable_shape()->Assign(tensor.shape().begin(), tensor.shape().end());
+  meta->mutable_strides()->Assign(tensor.strides().begin(), tensor.strides().end());
+  meta->set_storage_offset(tensor.storage_offset());
+  meta->set_device(tensor.device().ToString());
+  meta->set_storage_nbytes(tensor.storage()->nbytes());
+  meta->set_is_contiguous(tensor.is_contiguous());
+}
+
+}  // namespace tensord

@@ -1,0 +1,78 @@
+// The gRPC service: thin callback-API handlers that validate the request,
+// call the core (views, copies, factories, sessions) and finish with the
+// mapped status. Upload and Download are raw-ByteBuffer methods so that
+// tensor bytes bypass protobuf (see chunk_codec.h).
+//
+// Thread-safety: handlers run concurrently on gRPC's callback threads; all
+// shared state lives in the thread-safe SessionRegistry and MemoryBudget.
+#pragma once
+
+#include <memory>
+
+#include <grpcpp/grpcpp.h>
+
+#include "absl/status/statusor.h"
+#include "core/storage.h"
+#include "session/session.h"
+#include "tensord/v1/tensord.grpc.pb.h"
+
+namespace tensord {
+
+// Metadata key that carries the session id on every RPC but OpenSession.
+inline constexpr char kSessionMetadataKey[] = "tensord-session";
+
+class TensordService final
+    : public v1::Tensord::WithRawCallbackMethod_Upload<
+          v1::Tensord::WithRawCallbackMethod_Download<v1::Tensord::CallbackService>> {
+ public:
+  TensordService(std::shared_ptr<MemoryBudget> budget, SessionRegistry* sessions)
+      : budget_(std::move(budget)), sessions_(sessions) {}
+
+  // The caller's session, from the `tensord-session` metadata; renews its lease.
+  absl::StatusOr<std::shared_ptr<Session>> SessionFor(grpc::CallbackServerContext* context);
+  const std::shared_ptr<MemoryBudget>& budget() const { return budget_; }
+
+  grpc::ServerUnaryReactor* OpenSession(grpc::CallbackServerContext* context,
+                                        const v1::OpenSessionRequest* request,
+                                        v1::OpenSessionResponse* response) override;
+  grpc::ServerUnaryReactor* KeepAlive(grpc::CallbackServerContext* context,
+                                      const v1::KeepAliveRequest* request,
+                                      v1::KeepAliveResponse* response) override;
+  grpc::ServerUnaryReactor* CloseSession(grpc::CallbackServerContext* context,
+                                         const v1::CloseSessionRequest* request,
+                                         v1::CloseSessionResponse* response) override;
+
+  grpc::ServerReadReactor<grpc::ByteBuffer>* Upload(grpc::CallbackServerContext* context,
+                                                    grpc::ByteBuffer* response) override;
+  grpc::ServerWriteReactor<grpc::ByteBuffer>* Download(grpc::CallbackServerContext* context,
+                                                       const grpc::ByteBuffer* request) override;
+
+  grpc::ServerUnaryReactor* GetTensor(grpc::CallbackServerContext* context,
+                                      const v1::TensorRef* request,
+                                      v1::TensorMeta* response) override;
+  grpc::ServerUnaryReactor* Free(grpc::CallbackServerContext* context,
+                                 const v1::FreeRequest* request,
+                                 v1::FreeResponse* response) override;
+  grpc::ServerUnaryReactor* ListTensors(grpc::CallbackServerContext* context,
+                                        const v1::ListTensorsRequest* request,
+                                        v1::ListTensorsResponse* response) override;
+  grpc::ServerUnaryReactor* MemoryInfo(grpc::CallbackServerContext* context,
+                                       const v1::MemoryInfoRequest* request,
+                                       v1::MemoryInfoResponse* response) override;
+
+  grpc::ServerUnaryReactor* Create(grpc::CallbackServerContext* context,
+                                   const v1::CreateRequest* request,
+                                   v1::TensorMeta* response) override;
+  grpc::ServerUnaryReactor* View(grpc::CallbackServerContext* context,
+                                 const v1::ViewRequest* request,
+                                 v1::TensorMeta* response) override;
+  grpc::ServerUnaryReactor* Copy(grpc::CallbackServerContext* context,
+                                 const v1::CopyRequest* request,
+                                 v1::TensorMeta* response) override;
+
+ private:
+  const std::shared_ptr<MemoryBudget> budget_;
+  SessionRegistry* const sessions_;
+};
+
+}  // namespace tensord

@@ -1,0 +1,151 @@
+#include "session/session.h"
+
+#include <sys/random.h>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+
+namespace tensord {
+
+std::string NewRandomId() {
+  char bytes[16];
+  size_t filled = 0;
+  while (filled < sizeof bytes) {
+    const ssize_t n = getrandom(bytes + filled, sizeof bytes - filled, 0);
+    if (n > 0) filled += static_cast<size_t>(n);
+  }
+  return absl::BytesToHexString(absl::string_view(bytes, sizeof bytes));
+}
+
+absl::StatusOr<std::string> Session::Put(Tensor tensor) {
+  std::string handle = NewRandomId();
+  absl::MutexLock lock(&mu_);
+  if (closed_) {
+    return absl::FailedPreconditionError(absl::StrCat("session ", id_, " is closed"));
+  }
+  tensors_.emplace(handle, std::move(tensor));
+  return handle;
+}
+
+absl::StatusOr<Tensor> Session::Get(const std::string& handle) const {
+  absl::MutexLock lock(&mu_);
+  auto it = tensors_.find(handle);
+  if (it == tensors_.end()) {
+    return absl::NotFoundError(absl::StrCat("no tensor with handle '", handle,
+                                            "' in this session (never created, freed, or "
+                                            "owned by another session)"));
+  }
+  return it->second;
+}
+
+absl::Status Session::Free(const std::vector<std::string>& handles) {
+  // Tensors are moved out under the lock and destroyed after it, so freeing a
+  // large storage never blocks other requests of this session.
+  std::vector<Tensor> dropped;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const std::string& handle : handles) {
+      if (!tensors_.contains(handle)) {
+        return absl::NotFoundError(absl::StrCat("cannot free unknown handle '", handle, "'"));
+      }
+    }
+    for (const std::string& handle : handles) {
+      auto it = tensors_.find(handle);
+      if (it == tensors_.end()) continue;  // listed twice
+      dropped.push_back(std::move(it->second));
+      tensors_.erase(it);
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::vector<std::pair<std::string, Tensor>> Session::List() const {
+  absl::MutexLock lock(&mu_);
+  return {tensors_.begin(), tensors_.end()};
+}
+
+int64_t Session::StorageBytes() const {
+  absl::MutexLock lock(&mu_);
+  absl::flat_hash_set<const Storage*> seen;
+  int64_t bytes = 0;
+  for (const auto& [handle, tensor] : tensors_) {
+    if (seen.insert(tensor.storage().get()).second) bytes += tensor.storage()->nbytes();
+  }
+  return bytes;
+}
+
+int64_t Session::size() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int64_t>(tensors_.size());
+}
+
+int64_t Session::Close() {
+  absl::flat_hash_map<std::string, Tensor> dropped;
+  {
+    absl::MutexLock lock(&mu_);
+    closed_ = true;
+    dropped.swap(tensors_);
+  }
+  return static_cast<int64_t>(dropped.size());
+}
+
+std::shared_ptr<Session> SessionRegistry::Open(std::string client_name) {
+  auto session = std::make_shared<Session>(NewRandomId(), std::move(client_name));
+  absl::MutexLock lock(&mu_);
+  sessions_.emplace(session->id(), Entry{session, Clock::now() + lease_});
+  return session;
+}
+
+absl::StatusOr<std::shared_ptr<Session>> SessionRegistry::Find(const std::string& id) {
+  absl::MutexLock lock(&mu_);
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) {
+    return absl::NotFoundError(absl::StrCat(
+        "unknown session '", id, "' (closed, expired after its lease, or never opened)"));
+  }
+  it->second.expires = Clock::now() + lease_;
+  return it->second.session;
+}
+
+absl::StatusOr<int64_t> SessionRegistry::Close(const std::string& id) {
+  std::shared_ptr<Session> session;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) {
+      return absl::NotFoundError(absl::StrCat("unknown session '", id, "'"));
+    }
+    session = std::move(it->second.session);
+    sessions_.erase(it);
+  }
+  return session->Close();
+}
+
+std::vector<std::string> SessionRegistry::CloseExpired(Clock::time_point now) {
+  std::vector<std::shared_ptr<Session>> expired;
+  {
+    absl::MutexLock lock(&mu_);
+    for (auto it = sessions_.begin(); it != sessions_.end();) {
+      if (it->second.expires < now) {
+        expired.push_back(std::move(it->second.session));
+        sessions_.erase(it++);
+      } else {
+        ++it;
+      }
+    }
+  }
+  std::vector<std::string> ids;
+  for (const auto& session : expired) {
+    session->Close();
+    ids.push_back(session->id());
+  }
+  return ids;
+}
+
+int64_t SessionRegistry::size() const {
+  absl::MutexLock lock(&mu_);
+  return static_cast<int64_t>(sessions_.size());
+}
+
+}  // namespace tensord

@@ -1,0 +1,87 @@
+// Client sessions and the tensors they own.
+//
+// A Session maps unguessable handles to tensors. A SessionRegistry opens
+// sessions, looks them up by id (renewing their lease), closes them, and
+// closes those whose lease ran out. Closing a session drops its tensors;
+// storage is returned to the MemoryBudget once nothing else (a view in
+// another handle, an in-flight download) references it.
+//
+// Thread-safety: both classes are thread-safe. Lock order: registry before
+// session; no lock is held while a tensor's storage is freed by callers.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "core/tensor.h"
+
+namespace tensord {
+
+// 128 bits from the operating system's CSPRNG, as 32 hex digits.
+std::string NewRandomId();
+
+class Session {
+ public:
+  Session(std::string id, std::string client_name)
+      : id_(std::move(id)), client_name_(std::move(client_name)) {}
+
+  const std::string& id() const { return id_; }
+  const std::string& client_name() const { return client_name_; }
+
+  // Stores `tensor` under a new handle. FailedPrecondition once closed.
+  absl::StatusOr<std::string> Put(Tensor tensor);
+  // NotFound for unknown or freed handles.
+  absl::StatusOr<Tensor> Get(const std::string& handle) const;
+  // Frees all of `handles` or, if any is unknown, none of them.
+  absl::Status Free(const std::vector<std::string>& handles);
+  std::vector<std::pair<std::string, Tensor>> List() const;
+  // Bytes of the distinct storages this session's tensors reference.
+  int64_t StorageBytes() const;
+  int64_t size() const;
+
+  // Drops every tensor and refuses new ones; returns how many were dropped.
+  int64_t Close();
+
+ private:
+  const std::string id_;
+  const std::string client_name_;
+  mutable absl::Mutex mu_;
+  bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  absl::flat_hash_map<std::string, Tensor> tensors_ ABSL_GUARDED_BY(mu_);
+};
+
+class SessionRegistry {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  explicit SessionRegistry(Clock::duration lease) : lease_(lease) {}
+
+  Clock::duration lease() const { return lease_; }
+
+  std::shared_ptr<Session> Open(std::string client_name);
+  // Finds a live session and renews its lease. NotFound otherwise.
+  absl::StatusOr<std::shared_ptr<Session>> Find(const std::string& id);
+  // Closes and forgets the session; returns the number of tensors dropped.
+  absl::StatusOr<int64_t> Close(const std::string& id);
+  // Closes every session whose lease ended before `now`; returns their ids.
+  std::vector<std::string> CloseExpired(Clock::time_point now);
+  int64_t size() const;
+
+ private:
+  struct Entry {
+    std::shared_ptr<Session> session;
+    Clock::time_point expires;
+  };
+  const Clock::duration lease_;
+  mutable absl::Mutex mu_;
+  absl::flat_hash_map<std::string, Entry> sessions_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace tensord
