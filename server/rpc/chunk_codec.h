@@ -35,6 +35,8 @@ namespace tensord {
 // throughput with the Python client; 256 KiB paid per-message overhead and 4 MiB
 // chunks gained nothing while raising the client's transient memory.
 inline constexpr int64_t kDownloadChunkBytes = int64_t{1} << 20;
+inline constexpr int64_t kMinDownloadChunkBytes = int64_t{64} << 10;
+inline constexpr int64_t kMaxDownloadChunkBytes = int64_t{16} << 20;
 
 // Largest header accepted in an upload: far above any legal one (64 dims).
 inline constexpr size_t kMaxUploadHeaderBytes = 64 * 1024;

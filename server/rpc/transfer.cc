@@ -1,4 +1,5 @@
 // Upload and Download: the streaming handlers that move tensor bytes.
+#include <algorithm>
 #include <exception>
 #include <optional>
 
@@ -162,7 +163,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
       Finish(grpc::Status::OK);
       return;
     }
-    const int64_t n = std::min(kDownloadChunkBytes, span_bytes_ - sent_);
+    const int64_t n = std::min(chunk_bytes_, span_bytes_ - sent_);
     frame_ = EncodeChunkFrame(tensor_->storage(), span_start_ + sent_, static_cast<size_t>(n));
     sent_ += n;
     StartWrite(&frame_);
@@ -177,6 +178,10 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
     RETURN_IF_ERROR(DecodeMessage(request_bytes, &request));
     ASSIGN_OR_RETURN(std::shared_ptr<Session> session, service->SessionFor(context));
     ASSIGN_OR_RETURN(Tensor tensor, session->Get(request.handle()));
+    if (request.chunk_bytes() > 0) {
+      chunk_bytes_ = std::clamp(request.chunk_bytes(), kMinDownloadChunkBytes,
+                                kMaxDownloadChunkBytes);
+    }
     // Strides are non-negative, so element [0,...,0] starts the span.
     span_start_ = tensor.data();
     span_bytes_ = tensor.span_elements() * tensor.itemsize();
@@ -196,6 +201,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
   const std::byte* span_start_ = nullptr;
   int64_t span_bytes_ = 0;
   int64_t sent_ = 0;
+  int64_t chunk_bytes_ = kDownloadChunkBytes;
   grpc::ByteBuffer frame_;
 };
 

@@ -92,16 +92,20 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, interval: flo
 
 
 class RawSession:
-    """One session opened with OpenSession on its own channel; closes it on exit."""
+    """A session on its own channel: opened with OpenSession and closed on exit, or,
+    given `session_id`, someone else's session (a `tensord.Client`'s) left open."""
 
-    def __init__(self, address: str, client_name: str = "e2e-raw") -> None:
+    def __init__(self, address: str, client_name: str = "e2e-raw", *, session_id: str | None = None) -> None:
         self.channel = grpc.insecure_channel(
             address, options=[("grpc.max_receive_message_length", -1)]
         )
         self.stub = pb_grpc.TensordStub(self.channel)
-        opened = self.stub.OpenSession(pb.OpenSessionRequest(client_name=client_name), timeout=10)
-        self.session_id: str = opened.session_id
-        self.lease_seconds: float = opened.lease_seconds
+        self._owned = session_id is None
+        self.lease_seconds: float | None = None  # known only for sessions opened here
+        if session_id is None:
+            opened = self.stub.OpenSession(pb.OpenSessionRequest(client_name=client_name), timeout=10)
+            session_id, self.lease_seconds = opened.session_id, opened.lease_seconds
+        self.session_id: str = session_id
         self.metadata = ((SESSION_KEY, self.session_id),)
 
     def __enter__(self) -> "RawSession":
@@ -111,10 +115,11 @@ class RawSession:
         self.close()
 
     def close(self) -> None:
-        try:
-            self.stub.CloseSession(pb.CloseSessionRequest(), metadata=self.metadata, timeout=10)
-        except grpc.RpcError:
-            pass  # the test already closed it, or its lease ran out
+        if self._owned:
+            try:
+                self.stub.CloseSession(pb.CloseSessionRequest(), metadata=self.metadata, timeout=10)
+            except grpc.RpcError:
+                pass  # the test already closed it, or its lease ran out
         self.channel.close()
 
     def upload_stream(self, requests: Iterable[pb.UploadRequest], timeout: float = 60) -> pb.TensorMeta:

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tensord
+from raw_wire import RawSession, span_nbytes
 
 DTYPES = [
     np.dtype(t)
@@ -35,6 +36,13 @@ def client(server):
     """One session for the whole module: hypothesis runs many examples per test."""
     with tensord.connect(server.address, timeout=30) as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def wire(server, client):
+    """Raw access to the client's own session, to read Download headers as sent."""
+    with RawSession(server.address, session_id=client.session_id) as raw:
+        yield raw
 
 
 def random_array(seed: int, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
@@ -206,7 +214,7 @@ def draw_view_op(data, a: np.ndarray):
 
 @settings(max_examples=200, deadline=None)
 @given(data=st.data())
-def test_view_chain_matches_numpy(client, data):
+def test_view_chain_matches_numpy(client, wire, data):
     base = c_array_for_views(data)
     t = client.from_numpy(base)
     ref = base
@@ -223,6 +231,12 @@ def test_view_chain_matches_numpy(client, data):
     assert_same(out, ref)
     # numpy() lays the download out exactly as the server reports the view.
     assert out.strides == tuple(s * itemsize for s in t.stride())
+    # The wire carries the smallest span holding the view, starting at element [0, ..., 0].
+    head, span = wire.download(t.handle)
+    assert tuple(head.strides) == t.stride()
+    assert head.span_nbytes == len(span) == span_nbytes(t.shape, t.stride(), itemsize)
+    if ref.size > 0:
+        assert head.offset == 0
 
     # Views of the same C storage: the server and NumPy must agree on every
     # stride that matters (size-1 dims may differ: NumPy gives new axes stride 0,

@@ -68,12 +68,13 @@ def test_close_frees_the_session(own_server):
         assert base.sessions == 1
         a = tensord.connect(own_server.address)
         t = a.from_numpy(payload)
-        a.from_numpy(payload[::2])
+        half = a.from_numpy(payload[::2])
         view = t[100:]
         during = watcher.memory_info()
         assert during.sessions == 2
         assert during.bytes_in_use >= base.bytes_in_use + payload.nbytes + payload.nbytes // 2
         assert a.memory_info().session_tensors == 3
+        assert np.array_equal(half.numpy(), payload[::2])
 
         a.close()
         assert wait_for(lambda: watcher.memory_info().bytes_in_use == base.bytes_in_use)
