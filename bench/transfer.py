@@ -143,7 +143,10 @@ RSS_PROBE = textwrap.dedent("""
                 return int(f.read().split()[1]) * resource.getpagesize()
         before = rss()
         a = t.numpy()
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        # VmHWM, not ru_maxrss: the latter survives exec and so would include
+        # the parent's memory at the time it started this process.
+        with open("/proc/self/status") as f:
+            peak = next(int(l.split()[1]) * 1024 for l in f if l.startswith("VmHWM:"))
         print(before, peak, a.nbytes)
 """)
 

@@ -4,9 +4,10 @@
     python client_py/gen_stubs.py
 
 reads `<repo>/proto/tensord/v1/tensord.proto` and writes
-`client_py/tensord/v1/{__init__,tensord_pb2,tensord_pb2_grpc}.py` (the
-`tensord.v1` subpackage, never edited by hand nor committed). setup.py runs
-the same code on every build, so `pip install [-e] client_py` regenerates them.
+`client_py/tensord/v1/{__init__,tensord_pb2,tensord_pb2_grpc}.py` and
+`tensord_pb2.pyi` (the `tensord.v1` subpackage, never edited by hand nor
+committed). setup.py runs the same code on every build, so
+`pip install [-e] client_py` regenerates them.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ def generate() -> None:
         f"-I{PROTO_ROOT}",
         f"--python_out={CLIENT_DIR}",
         f"--grpc_python_out={CLIENT_DIR}",
+        f"--pyi_out={CLIENT_DIR}",  # type stubs for the messages, for py.typed users
         str(PROTO_FILE),
     ]
     if protoc.main(args) != 0:

@@ -37,7 +37,7 @@ def span_elements(shape: tuple[int, ...], strides: tuple[int, ...]) -> int:
 class UploadLayout:
     """What an Upload sends: the header fields and the span bytes (a view, not a copy)."""
 
-    dtype: int  # proto DType
+    dtype: pb.DType
     shape: tuple[int, ...]
     strides: tuple[int, ...]  # elements; () means C-contiguous
     span: memoryview  # flat bytes; keeps the source array alive
@@ -55,7 +55,7 @@ def plan_upload(a: np.ndarray) -> UploadLayout:
     if strides is not None and span_elements(shape, strides) <= a.size:
         return UploadLayout(proto_dtype, shape, strides, _span_in_place(a, span_elements(shape, strides)))
     compact = np.ascontiguousarray(a)
-    return UploadLayout(proto_dtype, shape, (), memoryview(compact.reshape(-1).view(np.uint8)))
+    return UploadLayout(proto_dtype, shape, (), compact.reshape(-1).view(np.uint8).data)
 
 
 def _is_big_endian(dt: np.dtype) -> bool:
@@ -83,7 +83,7 @@ def _span_in_place(a: np.ndarray, span: int) -> memoryview:
     """The `span` elements starting at a's data pointer, as flat bytes, without copying."""
     items = a.view(np.dtype((np.void, a.itemsize)))
     flat = np.lib.stride_tricks.as_strided(items, shape=(span,), strides=(a.itemsize,), writeable=False)
-    return memoryview(flat.view(np.uint8))
+    return flat.view(np.uint8).data
 
 
 class DownloadBuffer:
@@ -118,7 +118,7 @@ class DownloadBuffer:
         self._raw = np.empty(span_nbytes + ALIGNMENT, dtype=np.uint8)
         self._start = (-(self._raw.ctypes.data + first)) % ALIGNMENT
         self._first = self._start + first
-        self.span = memoryview(self._raw)[self._start:self._start + span_nbytes]
+        self.span = self._raw.data[self._start:self._start + span_nbytes]
 
     def array(self) -> np.ndarray:
         """The downloaded tensor: its dtype, shape and strides over this buffer."""

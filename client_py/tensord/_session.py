@@ -76,7 +76,7 @@ class Session:
         self.session_id: str = opened.session_id
         self.lease_seconds: float = opened.lease_seconds
         self._metadata = ((SESSION_METADATA_KEY, self.session_id),)
-        self._background = queue.SimpleQueue()
+        self._background: queue.SimpleQueue[Any] = queue.SimpleQueue()
         #: Finalizers call this with a handle; see the module docstring.
         self.enqueue_free: Callable[[Any], None] = self._background.put
         self._thread = threading.Thread(
@@ -103,10 +103,16 @@ class Session:
         with translated():
             return self._upload(messages, timeout=self.timeout, metadata=self._metadata)
 
-    def download(self, handle: str, allocate: Callable[[pb.DownloadHeader], memoryview]) -> pb.DownloadHeader:
-        """Runs the Download stream for `handle`, writing the span into `allocate(header)`."""
+    def download(
+        self, handle: str, chunk_bytes: int, allocate: Callable[[pb.DownloadHeader], memoryview]
+    ) -> pb.DownloadHeader:
+        """Runs the Download stream for `handle`, writing the span into `allocate(header)`.
+
+        `chunk_bytes` asks for that many bytes per message (the server clamps it).
+        """
         self._check_open()
-        stream = self._download(pb.DownloadRequest(handle=handle), timeout=self.timeout, metadata=self._metadata)
+        request = pb.DownloadRequest(handle=handle, chunk_bytes=chunk_bytes)
+        stream = self._download(request, timeout=self.timeout, metadata=self._metadata)
         try:
             with translated():
                 return _wire.read_download(stream, allocate)

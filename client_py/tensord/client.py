@@ -18,10 +18,11 @@ from tensord import _layout, _wire, dtypes
 from tensord._session import MAX_MESSAGE_BYTES, Session
 from tensord.errors import NotFoundError
 from tensord.info import MemoryInfo, TensorInfo
-from tensord.tensor import Tensor, _int_tuple
+from tensord.tensor import Tensor, _int_args
 from tensord.v1 import tensord_pb2 as pb
 
-#: Default payload bytes per Upload chunk message (override with connect(chunk_bytes=...)).
+#: Default payload bytes per chunk message, both directions (override with connect(chunk_bytes=...)).
+#: The server clamps download chunks to [64 KiB, 16 MiB].
 CHUNK_BYTES = 1 << 20
 _MAX_CHUNK_BYTES = MAX_MESSAGE_BYTES - 16  # room for the tag and length prefix
 _INT64 = (-(1 << 63), (1 << 63) - 1)
@@ -37,8 +38,9 @@ def connect(
     """Opens a session with the tensord server at `target` ("host:port").
 
     `timeout` is the default deadline of every call in seconds (None: none);
-    `chunk_bytes` the payload size of upload messages; `client_name` shows in
-    the server's logs. Use the client as a context manager, or call `close()`.
+    `chunk_bytes` the payload bytes per Upload message and the size asked
+    for Download messages (default CHUNK_BYTES); `client_name` shows in the
+    server's logs. Use the client as a context manager, or call `close()`.
     """
     return Client(target, timeout=timeout, chunk_bytes=chunk_bytes, client_name=client_name)
 
@@ -210,7 +212,7 @@ class Client:
             buffers.append(_layout.DownloadBuffer(header))
             return buffers[0].span
 
-        self._session.download(handle, allocate)
+        self._session.download(handle, self._chunk_bytes, allocate)
         return buffers[0].array()
 
     def _free(self, handle: str) -> None:
@@ -221,11 +223,11 @@ class Client:
         except NotFoundError:
             pass  # the session ended (lease ran out): nothing left to free
 
-    def _create(self, kind: int, size: tuple, dtype: Any, **fields: Any) -> Tensor:
+    def _create(self, kind: pb.CreateRequest.Kind, size: tuple, dtype: Any, **fields: Any) -> Tensor:
         request = pb.CreateRequest(
             kind=kind,
             dtype=dtypes.to_proto("float32" if dtype is None else dtype),
-            shape=_int_tuple(size),
+            shape=_int_args(size),
             **fields,
         )
         return self._wrap(self._session.call("Create", request))

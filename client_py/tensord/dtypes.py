@@ -32,7 +32,7 @@ _MISSING_BFLOAT16 = (
 
 # Proto enum <-> NumPy scalar type name; bfloat16 is handled apart because its
 # NumPy type only exists when ml_dtypes is installed.
-_PROTO_BY_NAME: dict[str, int] = {
+_PROTO_BY_NAME: dict[str, pb.DType] = {
     "bool": pb.DTYPE_BOOL,
     "uint8": pb.DTYPE_UINT8,
     "int8": pb.DTYPE_INT8,
@@ -45,7 +45,7 @@ _PROTO_BY_NAME: dict[str, int] = {
     "complex64": pb.DTYPE_COMPLEX64,
     "complex128": pb.DTYPE_COMPLEX128,
 }
-_NUMPY_BY_PROTO: dict[int, np.dtype] = {p: np.dtype(name) for name, p in _PROTO_BY_NAME.items()}
+_NUMPY_BY_PROTO: dict[pb.DType, np.dtype] = {p: np.dtype(name) for name, p in _PROTO_BY_NAME.items()}
 
 #: Names of every dtype the server stores, in proto order.
 SUPPORTED: tuple[str, ...] = (
@@ -80,7 +80,7 @@ def resolve(dtype: Any) -> np.dtype:
     return dt.newbyteorder("=") if dt.byteorder in "<>" else dt
 
 
-def to_proto(dtype: Any) -> int:
+def to_proto(dtype: Any) -> pb.DType:
     """The proto `DType` enum value of a dtype-like; TypeError if unsupported."""
     dt = resolve(dtype)
     if _BFLOAT16 is not None and dt == _BFLOAT16:
@@ -88,7 +88,7 @@ def to_proto(dtype: Any) -> int:
     return _PROTO_BY_NAME[dt.name]
 
 
-def from_proto(value: int) -> np.dtype:
+def from_proto(value: pb.DType) -> np.dtype:
     """The NumPy dtype of a proto `DType` enum value (native byte order)."""
     if value == pb.DTYPE_BFLOAT16:
         return bfloat16()
@@ -98,7 +98,7 @@ def from_proto(value: int) -> np.dtype:
         raise TypeError(f"tensord: the server sent unknown dtype enum {value}") from None
 
 
-def proto_name(value: int) -> str:
+def proto_name(value: pb.DType) -> str:
     """A short name for a proto `DType` ("float32"), usable without ml_dtypes."""
     name = pb.DType.Name(value) if value in pb.DType.values() else f"DTYPE_{value}"
     return name.removeprefix("DTYPE_").lower()

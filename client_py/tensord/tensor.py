@@ -16,7 +16,8 @@ from __future__ import annotations
 import builtins
 import operator
 import weakref
-from typing import TYPE_CHECKING, Any, Iterator, Sequence, Union
+from builtins import bool as _bool, int as _int  # the class defines .bool() and .int(), like torch
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
@@ -26,8 +27,6 @@ from tensord.v1 import tensord_pb2 as pb
 
 if TYPE_CHECKING:
     from tensord.client import Client
-
-Index = Union[int, slice, None, "builtins.ellipsis", tuple]
 
 
 class Tensor:
@@ -49,7 +48,7 @@ class Tensor:
         return self._meta.handle
 
     @property
-    def shape(self) -> tuple[int, ...]:
+    def shape(self) -> tuple[_int, ...]:
         return tuple(self._meta.shape)
 
     @property
@@ -62,50 +61,50 @@ class Tensor:
         return self._meta.device
 
     @property
-    def ndim(self) -> int:
+    def ndim(self) -> _int:
         return len(self._meta.shape)
 
-    def dim(self) -> int:
+    def dim(self) -> _int:
         return len(self._meta.shape)
 
-    def numel(self) -> int:
+    def numel(self) -> _int:
         n = 1
         for s in self._meta.shape:
             n *= s
         return n
 
     @property
-    def itemsize(self) -> int:
+    def itemsize(self) -> _int:
         return self.dtype.itemsize
 
-    def element_size(self) -> int:
+    def element_size(self) -> _int:
         return self.dtype.itemsize
 
     @property
-    def nbytes(self) -> int:
+    def nbytes(self) -> _int:
         """Bytes of the elements this tensor addresses (numel * itemsize), like torch."""
         return self.numel() * self.itemsize
 
-    def stride(self, dim: int | None = None) -> tuple[int, ...] | int:
+    def stride(self, dim: _int | None = None) -> tuple[_int, ...] | _int:
         """Strides in elements, or the stride of one dimension (negative dims count from the end)."""
         strides = tuple(self._meta.strides)
         if dim is None:
             return strides
         return strides[self._wrap_dim(dim)]
 
-    def storage_offset(self) -> int:
+    def storage_offset(self) -> _int:
         """Offset of element [0,...,0] in its storage, in elements."""
         return self._meta.storage_offset
 
-    def is_contiguous(self) -> bool:
+    def is_contiguous(self) -> _bool:
         """Whether the tensor is C-contiguous."""
         return self._meta.is_contiguous
 
     @property
-    def is_freed(self) -> bool:
+    def is_freed(self) -> _bool:
         return not self._finalizer.alive
 
-    def __len__(self) -> int:
+    def __len__(self) -> _int:
         if not self._meta.shape:
             raise TypeError("len() of a 0-d tensor")
         return self._meta.shape[0]
@@ -130,7 +129,7 @@ class Tensor:
         """
         return self._client._download(self._live_handle())
 
-    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+    def __array__(self, dtype: Any = None, copy: _bool | None = None) -> np.ndarray:
         if copy is False:
             raise ValueError("a tensord.Tensor lives on the server: converting it to NumPy always copies")
         arr = self.numpy()
@@ -148,10 +147,10 @@ class Tensor:
         """The values as nested Python lists (a scalar for a 0-d tensor)."""
         return self.numpy().tolist()
 
-    def __bool__(self) -> builtins.bool:
+    def __bool__(self) -> _bool:
         if self.numel() != 1:
             raise ValueError(f"the truth value of a tensor with {self.numel()} elements is ambiguous")
-        return builtins.bool(self.item())
+        return _bool(self.item())
 
     def __iter__(self) -> Iterator["Tensor"]:
         for i in range(len(self)):
@@ -164,44 +163,47 @@ class Tensor:
         """All dimensions reversed (a view)."""
         return self.permute(*reversed(range(self.ndim)))
 
-    def transpose(self, dim0: int, dim1: int) -> "Tensor":
+    def transpose(self, dim0: _int, dim1: _int) -> "Tensor":
         return self._view(transpose=pb.ViewRequest.Transpose(dim0=dim0, dim1=dim1))
 
-    def permute(self, *dims: int | Sequence[int]) -> "Tensor":
-        return self._view(permute=pb.ViewRequest.Permute(dims=_int_tuple(dims)))
+    def permute(self, *dims: _int | Sequence[_int]) -> "Tensor":
+        return self._view(permute=pb.ViewRequest.Permute(dims=_int_args(dims)))
 
-    def view(self, *shape: int | Sequence[int]) -> "Tensor":
+    def view(self, *shape: _int | Sequence[_int]) -> "Tensor":
         """Same data, new shape; FailedPreconditionError if that needs a copy (one -1 allowed)."""
-        return self._view(view=pb.ViewRequest.Reshape(shape=_int_tuple(shape)))
+        return self._view(view=pb.ViewRequest.Reshape(shape=_int_args(shape)))
 
-    def reshape(self, *shape: int | Sequence[int]) -> "Tensor":
+    def reshape(self, *shape: _int | Sequence[_int]) -> "Tensor":
         """A view when possible, otherwise a copy (one -1 allowed)."""
-        return self._view(reshape=pb.ViewRequest.Reshape(shape=_int_tuple(shape)))
+        return self._view(reshape=pb.ViewRequest.Reshape(shape=_int_args(shape)))
 
-    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> "Tensor":
+    def flatten(self, start_dim: _int = 0, end_dim: _int = -1) -> "Tensor":
         return self._view(flatten=pb.ViewRequest.Flatten(start_dim=start_dim, end_dim=end_dim))
 
-    def squeeze(self, dim: int | Sequence[int] | None = None) -> "Tensor":
+    def squeeze(self, dim: _int | Sequence[_int] | None = None) -> "Tensor":
         """Removes size-1 dimensions: all of them, or those in `dim`."""
         if dim is None:
             return self._view(squeeze=pb.ViewRequest.Squeeze())
-        dims = (operator.index(dim),) if not isinstance(dim, (tuple, list)) else tuple(map(operator.index, dim))
+        dims = tuple(map(operator.index, dim)) if isinstance(dim, Sequence) else (operator.index(dim),)
         if not dims:  # the wire's empty list means "all", torch's empty tuple means "none"
             return self[...]
         return self._view(squeeze=pb.ViewRequest.Squeeze(dims=dims))
 
-    def unsqueeze(self, dim: int) -> "Tensor":
+    def unsqueeze(self, dim: _int) -> "Tensor":
         return self._view(unsqueeze=pb.ViewRequest.Unsqueeze(dim=dim))
 
-    def expand(self, *sizes: int | Sequence[int]) -> "Tensor":
+    def expand(self, *sizes: _int | Sequence[_int]) -> "Tensor":
         """A broadcast view (stride 0 along new or size-1 dims); -1 keeps a size."""
-        return self._view(expand=pb.ViewRequest.Expand(shape=_int_tuple(sizes)))
+        return self._view(expand=pb.ViewRequest.Expand(shape=_int_args(sizes)))
 
-    def select(self, dim: int, index: int) -> "Tensor":
+    def select(self, dim: _int, index: _int) -> "Tensor":
         return self._view(select=pb.ViewRequest.Select(dim=dim, index=index))
 
-    def __getitem__(self, key: Index) -> "Tensor":
-        """Basic indexing (ints, slices with positive steps, `...`, `None`) in one View RPC."""
+    def __getitem__(self, key: Any) -> "Tensor":
+        """Basic indexing in one View RPC: ints, slices with positive steps, `...`, `None`, tuples of these.
+
+        Negative steps raise ValueError and lists/arrays/bools TypeError, as in torch.
+        """
         items = key if isinstance(key, tuple) else (key,)
         return self._view(index=pb.ViewRequest.Index(items=[_index_item(k) for k in items]))
 
@@ -259,18 +261,18 @@ class Tensor:
     def _view(self, **op: Any) -> "Tensor":
         return self._client._wrap(self._client._session.call("View", pb.ViewRequest(handle=self._live_handle(), **op)))
 
-    def _copy(self, kind: int, dtype: int = pb.DTYPE_UNSPECIFIED) -> "Tensor":
+    def _copy(self, kind: pb.CopyRequest.Kind, dtype: pb.DType = pb.DTYPE_UNSPECIFIED) -> "Tensor":
         request = pb.CopyRequest(handle=self._live_handle(), kind=kind, dtype=dtype)
         return self._client._wrap(self._client._session.call("Copy", request))
 
-    def _wrap_dim(self, dim: int) -> int:
+    def _wrap_dim(self, dim: _int) -> _int:
         n = self.ndim
         if not -n <= dim < n:
             raise IndexError(f"dimension {dim} is out of range for a {n}-d tensor")
         return dim % n
 
 
-def _int_tuple(args: tuple) -> tuple[int, ...]:
+def _int_args(args: tuple) -> tuple[int, ...]:
     """`f(2, 3)` and `f((2, 3))` / `f([2, 3])` both give (2, 3)."""
     if len(args) == 1 and isinstance(args[0], Sequence):
         args = tuple(args[0])

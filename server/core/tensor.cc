@@ -11,21 +11,23 @@ absl::StatusOr<int64_t> CheckedNumel(absl::Span<const int64_t> shape, int64_t it
         absl::StrCat("tensor has ", shape.size(), " dimensions; at most ", kMaxDims,
                      " are supported"));
   }
-  int64_t numel = 1;
-  bool overflow = false;
+  bool empty = false;
   for (size_t i = 0; i < shape.size(); ++i) {
     if (shape[i] < 0) {
       return absl::InvalidArgumentError(absl::StrCat("negative size ", shape[i],
                                                      " in dimension ", i, " of shape ",
                                                      DimsToString(shape)));
     }
-    overflow |= __builtin_mul_overflow(numel, shape[i], &numel);
+    empty |= shape[i] == 0;
   }
+  // A zero-size tensor is legal whatever its other sizes are.
+  if (empty) return 0;
+  int64_t numel = 1;
   int64_t nbytes = 0;
+  bool overflow = false;
+  for (int64_t size : shape) overflow |= __builtin_mul_overflow(numel, size, &numel);
   overflow |= __builtin_mul_overflow(numel, itemsize, &nbytes);
-  // A zero-size tensor is legal whatever its other sizes are, as long as no
-  // size is negative; its product is 0 once any factor is 0.
-  if (overflow && numel != 0) {
+  if (overflow) {
     return absl::InvalidArgumentError(absl::StrCat(
         "shape ", DimsToString(shape), " with ", itemsize,
         "-byte elements overflows a 64-bit byte count"));

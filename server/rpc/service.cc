@@ -135,8 +135,8 @@ grpc::ServerUnaryReactor* TensordService::Free(grpc::CallbackServerContext* cont
   return Respond(context, [&]() -> absl::Status {
     ASSIGN_OR_RETURN(std::shared_ptr<Session> session, SessionFor(context));
     std::vector<std::string> handles(request->handles().begin(), request->handles().end());
-    RETURN_IF_ERROR(session->Free(handles));
-    response->set_freed(static_cast<int64_t>(handles.size()));
+    ASSIGN_OR_RETURN(const int64_t freed, session->Free(handles));
+    response->set_freed(freed);
     return absl::OkStatus();
   });
 }

@@ -39,7 +39,7 @@ absl::StatusOr<Tensor> Session::Get(const std::string& handle) const {
   return it->second;
 }
 
-absl::Status Session::Free(const std::vector<std::string>& handles) {
+absl::StatusOr<int64_t> Session::Free(const std::vector<std::string>& handles) {
   // Tensors are moved out under the lock and destroyed after it, so freeing a
   // large storage never blocks other requests of this session.
   std::vector<Tensor> dropped;
@@ -57,7 +57,7 @@ absl::Status Session::Free(const std::vector<std::string>& handles) {
       tensors_.erase(it);
     }
   }
-  return absl::OkStatus();
+  return static_cast<int64_t>(dropped.size());
 }
 
 std::vector<std::pair<std::string, Tensor>> Session::List() const {

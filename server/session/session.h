@@ -39,8 +39,9 @@ class Session {
   absl::StatusOr<std::string> Put(Tensor tensor);
   // NotFound for unknown or freed handles.
   absl::StatusOr<Tensor> Get(const std::string& handle) const;
-  // Frees all of `handles` or, if any is unknown, none of them.
-  absl::Status Free(const std::vector<std::string>& handles);
+  // Frees all of `handles` or, if any is unknown, none of them. Returns how
+  // many distinct tensors were freed (a handle may be listed twice).
+  absl::StatusOr<int64_t> Free(const std::vector<std::string>& handles);
   std::vector<std::pair<std::string, Tensor>> List() const;
   // Bytes of the distinct storages this session's tensors reference.
   int64_t StorageBytes() const;

@@ -177,6 +177,10 @@ VIEWS = {
     "expand-non-1-dim": ({"expand": V.Expand(shape=[3, 3, 4])}, lambda t: t.expand(3, 3, 4), INVALID, [r"\b2\b|\b3\b"]),
     "expand-fewer-dims": ({"expand": V.Expand(shape=[3, 4])}, lambda t: t.expand(3, 4), INVALID, [r"\[3,\s*4\]|\b2\b|\b3\b"]),
     "expand-minus-1-new-dim": ({"expand": V.Expand(shape=[-1, 2, 3, 4])}, lambda t: t.expand(-1, 2, 3, 4), INVALID, [r"-1"]),
+    "expand-numel-overflows": (
+        {"expand": V.Expand(shape=[2**62, 2, 3, 4])}, lambda t: t.expand(2**62, 2, 3, 4), INVALID,
+        [r"overflow|4611686018427387904"],
+    ),
     "expand-minus-5": ({"expand": V.Expand(shape=[2, 3, -5])}, lambda t: t.expand(2, 3, -5), INVALID, [r"-5"]),
     "squeeze-dim-3": ({"squeeze": V.Squeeze(dims=[3])}, lambda t: t.squeeze(3), INVALID, [r"\b3\b"]),
     "unsqueeze-dim-4": ({"unsqueeze": V.Unsqueeze(dim=4)}, lambda t: t.unsqueeze(4), INVALID, [r"\b4\b"]),
@@ -368,17 +372,17 @@ def test_freed_tensor_through_client(witness, td):
 def session_rpcs(handle: str) -> dict[str, Callable]:
     """Every RPC but OpenSession, as f(stub, metadata); `handle` is a real tensor."""
     return {
-        "KeepAlive": lambda s, md: s.KeepAlive(pb.KeepAliveRequest(), metadata=md),
-        "CloseSession": lambda s, md: s.CloseSession(pb.CloseSessionRequest(), metadata=md),
-        "Upload": lambda s, md: s.Upload(iter([header(F32, [2]), chunk(bytes(8))]), metadata=md),
-        "Download": lambda s, md: list(s.Download(pb.DownloadRequest(handle=handle), metadata=md)),
-        "GetTensor": lambda s, md: s.GetTensor(pb.TensorRef(handle=handle), metadata=md),
-        "Free": lambda s, md: s.Free(pb.FreeRequest(handles=[handle]), metadata=md),
-        "ListTensors": lambda s, md: s.ListTensors(pb.ListTensorsRequest(), metadata=md),
-        "MemoryInfo": lambda s, md: s.MemoryInfo(pb.MemoryInfoRequest(), metadata=md),
-        "Create": lambda s, md: s.Create(C(kind=C.ZEROS, dtype=F32, shape=[4]), metadata=md),
-        "View": lambda s, md: s.View(pb.ViewRequest(handle=handle, unsqueeze=V.Unsqueeze(dim=0)), metadata=md),
-        "Copy": lambda s, md: s.Copy(pb.CopyRequest(handle=handle, kind=pb.CopyRequest.CLONE), metadata=md),
+        "KeepAlive": lambda s, md: s.KeepAlive(pb.KeepAliveRequest(), metadata=md, timeout=10),
+        "CloseSession": lambda s, md: s.CloseSession(pb.CloseSessionRequest(), metadata=md, timeout=10),
+        "Upload": lambda s, md: s.Upload(iter([header(F32, [2]), chunk(bytes(8))]), metadata=md, timeout=10),
+        "Download": lambda s, md: list(s.Download(pb.DownloadRequest(handle=handle), metadata=md, timeout=10)),
+        "GetTensor": lambda s, md: s.GetTensor(pb.TensorRef(handle=handle), metadata=md, timeout=10),
+        "Free": lambda s, md: s.Free(pb.FreeRequest(handles=[handle]), metadata=md, timeout=10),
+        "ListTensors": lambda s, md: s.ListTensors(pb.ListTensorsRequest(), metadata=md, timeout=10),
+        "MemoryInfo": lambda s, md: s.MemoryInfo(pb.MemoryInfoRequest(), metadata=md, timeout=10),
+        "Create": lambda s, md: s.Create(C(kind=C.ZEROS, dtype=F32, shape=[4]), metadata=md, timeout=10),
+        "View": lambda s, md: s.View(pb.ViewRequest(handle=handle, unsqueeze=V.Unsqueeze(dim=0)), metadata=md, timeout=10),
+        "Copy": lambda s, md: s.Copy(pb.CopyRequest(handle=handle, kind=pb.CopyRequest.CLONE), metadata=md, timeout=10),
     }
 
 

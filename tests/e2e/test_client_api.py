@@ -7,6 +7,7 @@ and, where the contract promises it, the exact strides.
 from __future__ import annotations
 
 import gc
+import threading
 import time
 
 import grpc
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 
 import tensord
 from tensord.v1 import tensord_pb2 as pb
+from tensord.v1.tensord_pb2_grpc import TensordStub
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 ALL_DTYPES = [
@@ -78,6 +80,7 @@ DENSE_LAYOUTS = {
     "broadcast": lambda: np.broadcast_to(sample((1, 5)), (4, 5)),
     "broadcast_new_dim": lambda: np.broadcast_to(sample((5,)), (3, 5)),
     "size_one_dims": lambda: sample((4, 1, 3))[:, :, :],
+    "overlapping_windows": lambda: np.lib.stride_tricks.sliding_window_view(sample((8,)), 3),
 }
 
 
@@ -156,15 +159,23 @@ def test_bfloat16_round_trip_and_cast(td):
     assert_same(td.tensor([1.5, -2.0]).bfloat16().numpy(), np.array([1.5, -2.0], dtype=BF16))
 
 
-def test_large_arrays_cross_many_chunks(td, server):
+def test_large_arrays_cross_many_chunks(td):
     a = np.random.default_rng(1).standard_normal((1024, 1100))  # ~8.6 MiB, 9 default chunks
     t = td.from_numpy(a)
     assert_same(t.numpy(), a)
     assert_same(t.T.numpy(), a.T)
-    # Chunks of 7 bytes: every chunk boundary falls inside an element.
-    with tensord.connect(server.address, chunk_bytes=7, timeout=30) as small:
-        b = sample((5, 13), np.float64)
-        assert_same(small.from_numpy(np.asfortranarray(b)).numpy(), b)
+    assert_same(t[3:, 5::3].numpy(), a[3:, 5::3])
+
+
+@pytest.mark.parametrize("chunk_bytes, shape", [(7, (5, 13)), (100_003, (300, 1001)), (3 << 20, (300, 1001))])
+def test_any_chunk_size_round_trips(server, chunk_bytes, shape):
+    # Odd sizes put chunk boundaries inside elements, in both directions (the
+    # server clamps download chunks to its own limits).
+    a = np.random.default_rng(2).standard_normal(shape).astype(np.complex64)
+    with tensord.connect(server.address, chunk_bytes=chunk_bytes, timeout=30) as client:
+        t = client.from_numpy(np.asfortranarray(a))
+        assert_same(t.numpy(), a)
+        assert_same(t[1::2].numpy(), a[1::2])
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -176,7 +187,7 @@ def test_any_strided_layout_round_trips(td, shape, data):
     base = sample(tuple(shape), np.int32, seed=len(shape))
     perm = data.draw(st.permutations(range(len(shape))))
     steps = [data.draw(st.sampled_from([1, 2, -1])) for _ in shape]
-    a = base.transpose(perm)[tuple(slice(None, None, s) for s in steps)]
+    a = base.transpose(perm)[tuple(slice(None, None, s) for s in steps) + (Ellipsis,)]  # "..." keeps 0-d an array
     t = td.from_numpy(a)
     assert_same(t.numpy(), a)
 
@@ -368,8 +379,9 @@ def test_view_methods_match_numpy(td, op):
     assert t.shape == expected.shape
     out = t.numpy()
     assert_same(out, expected)
-    if np.shares_memory(expected, a):
-        assert_strides(t.stride(), expected)  # a true view on both sides: the same strides
+    if np.shares_memory(expected, a):  # a true view on both sides: the same strides
+        assert_strides(t.stride(), expected)
+        assert_strides(element_strides(out), expected)  # and the download keeps them
 
 
 INDEXES = {
@@ -401,6 +413,7 @@ def test_getitem_matches_numpy(td, key):
     assert_same(t.numpy(), expected)
     if 0 not in expected.shape:
         assert_strides(t.stride(), expected)
+        assert_strides(element_strides(t.numpy()), expected)
 
 
 def test_getitem_rejects_what_torch_rejects(td):
@@ -587,22 +600,45 @@ def test_keepalive_holds_the_session_past_its_ttl(server_factory):
     srv = server_factory("--session-ttl", "1")
     with tensord.connect(srv.address, timeout=30) as client:
         t = client.from_numpy(np.arange(4))
-        time.sleep(2.5)  # idle for more than two TTLs: only the background KeepAlive renews it
+        # A bare session that nobody keeps alive, to show the TTL really bites.
+        with grpc.insecure_channel(srv.address) as channel:
+            TensordStub(channel).OpenSession(pb.OpenSessionRequest(client_name="bare"), timeout=10)
+            assert client.memory_info().sessions == 2
+            time.sleep(2.5)  # idle for more than two TTLs: only the background KeepAlive renews
+        assert client.memory_info().sessions == 1, "the bare session should have expired"
         assert_same(t.numpy(), np.arange(4))
         assert client.memory_info().session_tensors == 1
 
 
-def test_unclosed_session_expires_on_the_server(server_factory):
-    srv = server_factory("--session-ttl", "1")
+def test_dropped_client_ends_its_session(server_factory):
+    srv = server_factory()
     with tensord.connect(srv.address, timeout=30) as watcher:
-        client = tensord.connect(srv.address, timeout=30)
-        client.zeros(10)
-        client._session._background.put(tensord._session._STOP)  # silence its KeepAlive only
-        client._session._thread.join()
-        wait_for(lambda: watcher.memory_info().sessions == 1, "the abandoned session to expire")
-        with pytest.raises(tensord.NotFoundError):
-            client.zeros(2)
-        client.close()  # harmless: the server already ended the session
+        dropped = tensord.connect(srv.address, timeout=30)
+        dropped.zeros(1000)
+        assert watcher.memory_info().sessions == 2
+        del dropped
+        gc.collect()
+        wait_for(lambda: watcher.memory_info().sessions == 1, "the dropped client's session to close")
+        assert watcher.memory_info().bytes_in_use == 0
+
+
+def test_threads_share_one_client(td):
+    errors: list[BaseException] = []
+
+    def work(seed: int) -> None:
+        try:
+            for i in range(20):
+                a = sample((17, 9), np.float32, seed=seed * 100 + i)
+                assert_same(td.from_numpy(a).T.numpy(), a.T)
+        except BaseException as e:  # reported by the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
 
 
 # ---- errors --------------------------------------------------------------------------

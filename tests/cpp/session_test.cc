@@ -1,0 +1,206 @@
+// Tests of session/session.h: handles, Put/Get/Free/List, storage
+// accounting, Close, and the SessionRegistry's leases.
+#include "session/session.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "absl/container/flat_hash_set.h"
+#include "core/views.h"
+#include "testing.h"
+
+namespace tensord {
+namespace {
+
+using ::tensord_testing::Iota;
+using ::tensord_testing::IsOk;
+using ::tensord_testing::StatusIs;
+using ::testing::ElementsAre;
+
+bool IsLowerHex(const std::string& s) {
+  return s.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
+
+// The session's handles, sorted.
+std::vector<std::string> HandlesOf(const Session& session) {
+  std::vector<std::string> handles;
+  for (const auto& [handle, tensor] : session.List()) handles.push_back(handle);
+  std::sort(handles.begin(), handles.end());
+  return handles;
+}
+
+TEST(NewRandomIdTest, ThirtyTwoHexDigitsAndDistinct) {
+  absl::flat_hash_set<std::string> seen;
+  for (int i = 0; i < 1000; ++i) {
+    const std::string id = NewRandomId();
+    ASSERT_EQ(id.size(), 32u) << id;
+    ASSERT_TRUE(IsLowerHex(id)) << id;
+    seen.insert(id);
+  }
+  EXPECT_EQ(seen.size(), 1000u);
+}
+
+TEST(SessionTest, PutThenGetReturnsTheSameTensor) {
+  Session session("id", "client");
+  EXPECT_EQ(session.id(), "id");
+  EXPECT_EQ(session.client_name(), "client");
+  const Tensor t = Iota({2, 3});
+  ASSERT_OK_AND_ASSIGN(const std::string handle, session.Put(t));
+  EXPECT_EQ(handle.size(), 32u);
+  EXPECT_TRUE(IsLowerHex(handle));
+  ASSERT_OK_AND_ASSIGN(Tensor got, session.Get(handle));
+  EXPECT_EQ(got.storage(), t.storage());
+  EXPECT_THAT(got.shape(), ElementsAre(2, 3));
+  EXPECT_EQ(session.size(), 1);
+}
+
+TEST(SessionTest, HandlesAreDistinctEvenForTheSameTensor) {
+  Session session("id", "client");
+  const Tensor t = Iota({2});
+  ASSERT_OK_AND_ASSIGN(const std::string a, session.Put(t));
+  ASSERT_OK_AND_ASSIGN(const std::string b, session.Put(t));
+  EXPECT_NE(a, b);
+  EXPECT_THAT(HandlesOf(session), ElementsAre(std::min(a, b), std::max(a, b)));
+}
+
+TEST(SessionTest, GetOfAnUnknownHandleNamesIt) {
+  Session session("id", "client");
+  EXPECT_THAT(session.Get("deadbeef"),
+              StatusIs(absl::StatusCode::kNotFound, "no tensor with handle 'deadbeef'"));
+}
+
+TEST(SessionTest, FreeIsAllOrNothing) {
+  auto budget = std::make_shared<MemoryBudget>(1000);
+  Session session("id", "client");
+  ASSERT_OK_AND_ASSIGN(const std::string a, session.Put(Iota({2}, DType::kInt64, budget)));
+  ASSERT_OK_AND_ASSIGN(const std::string b, session.Put(Iota({3}, DType::kInt64, budget)));
+  EXPECT_EQ(budget->in_use(), 40);
+
+  EXPECT_THAT(session.Free({a, "nope", b}),
+              StatusIs(absl::StatusCode::kNotFound, "cannot free unknown handle 'nope'"));
+  EXPECT_THAT(session.Get(a), IsOk());  // nothing was freed
+  EXPECT_THAT(session.Get(b), IsOk());
+  EXPECT_EQ(budget->in_use(), 40);
+
+  EXPECT_THAT(session.Free({a, a}), IsOk());  // listing a handle twice is fine
+  EXPECT_THAT(session.Get(a), StatusIs(absl::StatusCode::kNotFound, a));
+  EXPECT_EQ(budget->in_use(), 24);
+  EXPECT_THAT(session.Free({a}), StatusIs(absl::StatusCode::kNotFound, a));
+  EXPECT_THAT(session.Free({b}), IsOk());
+  EXPECT_EQ(budget->in_use(), 0);
+  EXPECT_EQ(session.size(), 0);
+  EXPECT_THAT(session.Free({}), IsOk());
+}
+
+TEST(SessionTest, FreeingAHandleKeepsStorageOtherHandlesView) {
+  auto budget = std::make_shared<MemoryBudget>(1000);
+  Session session("id", "client");
+  const std::string base = *session.Put(Iota({2, 3}, DType::kInt64, budget));
+  const std::string view = *session.Put(*Transpose(*session.Get(base), 0, 1));
+  ASSERT_THAT(session.Free({base}), IsOk());
+  EXPECT_EQ(budget->in_use(), 48);
+  ASSERT_OK_AND_ASSIGN(Tensor t, session.Get(view));
+  EXPECT_EQ(tensord_testing::At<int64_t>(t, {2, 1}), 5);
+}
+
+TEST(SessionTest, StorageBytesCountsASharedStorageOnce) {
+  Session session("id", "client");
+  EXPECT_EQ(session.StorageBytes(), 0);
+  const Tensor t = Iota({2, 3}, DType::kFloat32);  // 24 bytes
+  ASSERT_THAT(session.Put(t), IsOk());
+  ASSERT_THAT(session.Put(*View(t, {6})), IsOk());
+  ASSERT_THAT(session.Put(*Select(t, 0, 1)), IsOk());  // 12 bytes viewed, 24 held
+  EXPECT_EQ(session.StorageBytes(), 24);
+  ASSERT_THAT(session.Put(Iota({2}, DType::kInt32)), IsOk());
+  EXPECT_EQ(session.StorageBytes(), 32);
+  EXPECT_EQ(session.size(), 4);
+}
+
+TEST(SessionTest, CloseFreesMemoryAndRefusesNewTensors) {
+  auto budget = std::make_shared<MemoryBudget>(1000);
+  Session session("id", "client");
+  ASSERT_THAT(session.Put(Iota({10}, DType::kInt64, budget)), IsOk());
+  ASSERT_THAT(session.Put(Iota({5}, DType::kInt32, budget)), IsOk());
+  EXPECT_EQ(budget->in_use(), 100);
+  EXPECT_EQ(session.Close(), 2);
+  EXPECT_EQ(budget->in_use(), 0);
+  EXPECT_EQ(session.size(), 0);
+  EXPECT_THAT(HandlesOf(session), ElementsAre());
+  EXPECT_THAT(session.Put(Iota({1}, DType::kInt64, budget)),
+              StatusIs(absl::StatusCode::kFailedPrecondition, "session id is closed"));
+  EXPECT_EQ(budget->in_use(), 0);  // the refused tensor went with the call
+  EXPECT_EQ(session.Close(), 0);
+}
+
+// ---- SessionRegistry -----------------------------------------------------------------------
+
+TEST(SessionRegistryTest, OpenFindClose) {
+  SessionRegistry registry(std::chrono::hours(1));
+  EXPECT_EQ(registry.lease(), std::chrono::hours(1));
+  std::shared_ptr<Session> a = registry.Open("alice");
+  std::shared_ptr<Session> b = registry.Open("bob");
+  EXPECT_EQ(a->id().size(), 32u);
+  EXPECT_NE(a->id(), b->id());
+  EXPECT_EQ(a->client_name(), "alice");
+  EXPECT_EQ(registry.size(), 2);
+
+  ASSERT_OK_AND_ASSIGN(std::shared_ptr<Session> found, registry.Find(a->id()));
+  EXPECT_EQ(found, a);
+  EXPECT_THAT(registry.Find("0123"),
+              StatusIs(absl::StatusCode::kNotFound, "unknown session '0123'"));
+
+  ASSERT_THAT(a->Put(Iota({1})), IsOk());
+  ASSERT_THAT(a->Put(Iota({1})), IsOk());
+  EXPECT_THAT(registry.Close(a->id()), tensord_testing::IsOkAndHolds(2));
+  EXPECT_THAT(registry.Find(a->id()), StatusIs(absl::StatusCode::kNotFound, a->id()));
+  EXPECT_THAT(registry.Close(a->id()), StatusIs(absl::StatusCode::kNotFound, a->id()));
+  EXPECT_THAT(a->Put(Iota({1})), StatusIs(absl::StatusCode::kFailedPrecondition, "closed"));
+  EXPECT_EQ(registry.size(), 1);
+}
+
+TEST(SessionRegistryTest, CloseExpiredClosesSessionsPastTheirLease) {
+  auto budget = std::make_shared<MemoryBudget>(1000);
+  SessionRegistry registry(std::chrono::milliseconds(1));
+  std::shared_ptr<Session> session = registry.Open("client");
+  ASSERT_THAT(session->Put(Iota({4}, DType::kInt64, budget)), IsOk());
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_THAT(registry.CloseExpired(SessionRegistry::Clock::now()), ElementsAre(session->id()));
+  EXPECT_EQ(registry.size(), 0);
+  EXPECT_EQ(budget->in_use(), 0);
+  EXPECT_THAT(registry.Find(session->id()), StatusIs(absl::StatusCode::kNotFound, session->id()));
+  EXPECT_THAT(session->Put(Iota({1})), StatusIs(absl::StatusCode::kFailedPrecondition, "closed"));
+}
+
+TEST(SessionRegistryTest, CloseExpiredKeepsSessionsWithinTheirLease) {
+  SessionRegistry registry(std::chrono::hours(1));
+  std::shared_ptr<Session> session = registry.Open("client");
+  EXPECT_THAT(registry.CloseExpired(SessionRegistry::Clock::now()), ElementsAre());
+  EXPECT_THAT(registry.CloseExpired(SessionRegistry::Clock::now() + std::chrono::hours(2)),
+              ElementsAre(session->id()));
+}
+
+TEST(SessionRegistryTest, FindRenewsTheLease) {
+  const auto lease = std::chrono::hours(1);
+  SessionRegistry registry(lease);
+  std::shared_ptr<Session> renewed = registry.Open("renewed");
+  std::shared_ptr<Session> idle = registry.Open("idle");
+  // Both leases end at or before opened + lease.
+  const SessionRegistry::Clock::time_point opened = SessionRegistry::Clock::now();
+  std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_THAT(registry.Find(renewed->id()), IsOk());  // now ends after opened + lease + 5 ms
+  EXPECT_THAT(registry.CloseExpired(opened + lease + std::chrono::milliseconds(1)),
+              ElementsAre(idle->id()));
+  EXPECT_THAT(registry.Find(renewed->id()), IsOk());
+  EXPECT_THAT(registry.Find(idle->id()), StatusIs(absl::StatusCode::kNotFound, idle->id()));
+}
+
+}  // namespace
+}  // namespace tensord
