@@ -11,7 +11,7 @@ import math
 import ml_dtypes
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 import tensord
@@ -26,9 +26,9 @@ DTYPES = [
 ]
 # NumPy has no big-endian bfloat16 (ml_dtypes turns it into void), and one-byte
 # dtypes have no byte order at all.
+SWAPPABLE = [d for d in DTYPES if d.itemsize > 1 and d != np.dtype(ml_dtypes.bfloat16)]
 # Dimension sizes, zero one time in thirteen so that most examples hold data.
 SIZES = st.sampled_from([0] + [1, 2, 3, 4] * 3)
-SWAPPABLE = [d for d in DTYPES if d.itemsize > 1 and d != np.dtype(ml_dtypes.bfloat16)]
 
 
 @pytest.fixture(scope="module")
@@ -221,7 +221,8 @@ def test_view_chain_matches_numpy(client, wire, data):
     for _ in range(data.draw(st.integers(1, 6), label="chain length")):
         if ref.ndim >= 6:
             break
-        _, np_op, td_op = draw_view_op(data, ref)
+        description, np_op, td_op = draw_view_op(data, ref)
+        note(description)
         ref, t = np_op(ref), td_op(t)
 
     itemsize = base.dtype.itemsize
@@ -259,7 +260,8 @@ def test_copies_of_views_match_numpy(client, data):
     for _ in range(data.draw(st.integers(0, 3), label="views before")):
         if ref.ndim >= 6:
             break
-        _, np_op, td_op = draw_view_op(data, ref)
+        description, np_op, td_op = draw_view_op(data, ref)
+        note(description)
         ref, t = np_op(ref), td_op(t)
 
     contiguous = t.contiguous()
