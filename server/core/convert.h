@@ -74,7 +74,16 @@ TENSORD_HOST_DEVICE Dst FromDouble(double v) {
     if (v <= kLower) return std::numeric_limits<Dst>::min();
     return static_cast<Dst>(v);
   } else if constexpr (std::is_same_v<Dst, Float16> || std::is_same_v<Dst, BFloat16>) {
-    return Dst::FromFloat(static_cast<float>(v));
+    // Going through float rounds twice. Rounding to float "to odd" (truncate,
+    // then set the last bit if anything was lost) makes the second rounding
+    // exact, because float keeps at least two more bits than either format.
+    float f = static_cast<float>(v);
+    if (static_cast<double>(f) != v && f == f && v - v == 0.0) {
+      uint32_t bits = FloatBits(f);
+      if ((static_cast<double>(f) > v) == (v > 0)) --bits;  // truncate toward zero
+      f = BitsToFloat(bits | 1u);
+    }
+    return Dst::FromFloat(f);
   } else {
     return static_cast<Dst>(v);  // float, double, complex
   }

@@ -64,7 +64,11 @@ absl::StatusOr<Tensor> Arange(const Scalar& start, const Scalar& end, const Scal
         absl::StrCat("arange: start, end and step must be finite, got ", s, ", ", e, ", ", st));
   }
   if (st == 0) return absl::InvalidArgumentError("arange: step must be nonzero");
-  if ((st > 0 && e < s) || (st < 0 && e > s)) {
+  const bool exact = start.is_integral() && end.is_integral() && step.is_integral();
+  const bool backwards = exact ? (step.ToInt64() > 0 && end.ToInt64() < start.ToInt64()) ||
+                                     (step.ToInt64() < 0 && end.ToInt64() > start.ToInt64())
+                               : (st > 0 && e < s) || (st < 0 && e > s);
+  if (backwards) {
     return absl::InvalidArgumentError(absl::StrCat(
         "arange: upper bound and larger bound inconsistent with step sign (start ", s,
         ", end ", e, ", step ", st, ")"));
@@ -73,7 +77,6 @@ absl::StatusOr<Tensor> Arange(const Scalar& start, const Scalar& end, const Scal
     return absl::InvalidArgumentError(
         absl::StrCat("arange is not defined for dtype ", DTypeName(options.dtype)));
   }
-  const bool exact = start.is_integral() && end.is_integral() && step.is_integral();
   int64_t length;
   if (exact) {
     const int64_t a = start.ToInt64(), b = end.ToInt64(), c = step.ToInt64();
@@ -99,7 +102,10 @@ absl::StatusOr<Tensor> Arange(const Scalar& start, const Scalar& end, const Scal
     T* data = reinterpret_cast<T*>(out->data());
     if (exact) {
       const int64_t a = start.ToInt64(), c = step.ToInt64();
-      for (int64_t i = 0; i < length; ++i) data[i] = Convert<T>(a + i * c);
+      // Every value lies between start and end, but i * c alone may not fit.
+      for (int64_t i = 0; i < length; ++i) {
+        data[i] = Convert<T>(static_cast<int64_t>(a + static_cast<__int128>(i) * c));
+      }
     } else {
       for (int64_t i = 0; i < length; ++i) data[i] = FromDouble<T>(s + static_cast<double>(i) * st);
     }

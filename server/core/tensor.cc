@@ -43,16 +43,18 @@ absl::StatusOr<int64_t> SpanElements(absl::Span<const int64_t> shape,
                                                    DimsToString(strides), " have ",
                                                    strides.size()));
   }
-  int64_t last = 0;
-  for (size_t i = 0; i < shape.size(); ++i) {
-    if (shape[i] == 0) return 0;
-  }
   for (size_t i = 0; i < shape.size(); ++i) {
     if (strides[i] < 0) {
       return absl::InvalidArgumentError(absl::StrCat(
           "negative stride ", strides[i], " in dimension ", i, " (strides ",
           DimsToString(strides), "); compact the data first"));
     }
+  }
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (shape[i] == 0) return 0;
+  }
+  int64_t last = 0;
+  for (size_t i = 0; i < shape.size(); ++i) {
     int64_t reach = 0;
     if (__builtin_mul_overflow(shape[i] - 1, strides[i], &reach) ||
         __builtin_add_overflow(last, reach, &last)) {

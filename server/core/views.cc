@@ -30,7 +30,8 @@ absl::Status SliceDim(int64_t dim, const SliceSpec& slice, int64_t& size, int64_
   };
   const int64_t start = slice.start ? clamp(*slice.start) : 0;
   const int64_t stop = std::max(start, slice.stop ? clamp(*slice.stop) : size);
-  const int64_t new_size = (stop - start + step - 1) / step;
+  // Written so that no intermediate overflows, whatever the step.
+  const int64_t new_size = stop > start ? (stop - start - 1) / step + 1 : 0;
   if (new_size > 0) offset += start * stride;
   // With one element or none the stride is never followed; keep it rather
   // than multiply it by a step that may be huge.

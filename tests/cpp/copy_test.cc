@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <array>
 #include <complex>
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include <gmock/gmock.h>
@@ -216,6 +218,25 @@ TEST(CastTest, NegativeAndFractionalValues) {
   EXPECT_THAT(Elements<int32_t>(as_i32), ElementsAre(-2, 300, INT32_MIN, 0));
   ASSERT_OK_AND_ASSIGN(Tensor as_bool, Cast(src, DType::kBool));
   EXPECT_THAT(Elements<bool>(as_bool), ElementsAre(true, true, true, true));
+}
+
+TEST(CastTest, NaNAndInfinitiesIntoIntegers) {
+  Tensor src = EmptyOf({3}, DType::kFloat32);
+  float* data = reinterpret_cast<float*>(src.data());
+  data[0] = std::numeric_limits<float>::quiet_NaN();
+  data[1] = std::numeric_limits<float>::infinity();
+  data[2] = -std::numeric_limits<float>::infinity();
+  ASSERT_OK_AND_ASSIGN(Tensor as_i32, Cast(src, DType::kInt32));
+  EXPECT_THAT(Elements<int32_t>(as_i32), ElementsAre(0, INT32_MAX, INT32_MIN));
+  ASSERT_OK_AND_ASSIGN(Tensor as_i64, Cast(src, DType::kInt64));
+  EXPECT_THAT(Elements<int64_t>(as_i64), ElementsAre(0, INT64_MAX, INT64_MIN));
+  ASSERT_OK_AND_ASSIGN(Tensor as_u8, Cast(src, DType::kUInt8));
+  EXPECT_THAT(Elements<uint8_t>(as_u8), ElementsAre(0, 255, 0));
+  ASSERT_OK_AND_ASSIGN(Tensor as_bool, Cast(src, DType::kBool));
+  EXPECT_THAT(Elements<bool>(as_bool), ElementsAre(true, true, true));
+  ASSERT_OK_AND_ASSIGN(Tensor as_f16, Cast(src, DType::kFloat16));
+  EXPECT_EQ(Elements<Float16>(as_f16)[1].bits, 0x7c00);
+  EXPECT_TRUE(std::isnan(Elements<Float16>(as_f16)[0].ToFloat()));
 }
 
 TEST(CastTest, IntegersWrap) {

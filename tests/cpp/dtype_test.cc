@@ -143,13 +143,24 @@ TEST(ConvertTest, FloatToIntSaturatesAtTheRange) {
   EXPECT_EQ(Convert<int16_t>(Float16::FromFloat(65504.0f)), 32767);
 }
 
+// A value the compiler cannot see through: a C++ cast of NaN to an integer is
+// undefined, and with a constant argument GCC folds it to 0 on its own, which
+// would hide a missing NaN check.
+template <typename T>
+T Opaque(T v) {
+  volatile T hidden = v;
+  return hidden;
+}
+
 TEST(ConvertTest, NaNBecomesZeroForIntegers) {
-  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double nan = Opaque(std::numeric_limits<double>::quiet_NaN());
   EXPECT_EQ(Convert<int32_t>(nan), 0);
   EXPECT_EQ(Convert<int64_t>(nan), 0);
   EXPECT_EQ(Convert<uint8_t>(static_cast<float>(nan)), 0);
+  EXPECT_EQ(Convert<int16_t>(-nan), 0);
   EXPECT_EQ(Convert<int8_t>(Float16::FromFloat(static_cast<float>(nan))), 0);
-  EXPECT_EQ(Convert<int16_t>(BFloat16::FromFloat(static_cast<float>(nan))), 0);
+  EXPECT_EQ(Convert<int64_t>(BFloat16::FromFloat(static_cast<float>(nan))), 0);
+  EXPECT_EQ(Convert<int32_t>(std::complex<double>(nan, 1.0)), 0);
 }
 
 TEST(ConvertTest, ComplexToRealDropsTheImaginaryPart) {

@@ -1,6 +1,7 @@
 // Tests of core/half.h: float16 and bfloat16 conversions, exhaustively where
 // the format is small enough (every one of the 65536 bit patterns).
 #include "core/half.h"
+#include "core/convert.h"
 
 #include <cmath>
 #include <cstdint>
@@ -164,3 +165,19 @@ TEST(BFloat16Test, NaNStaysNaNEvenWithOnlyLowPayloadBits) {
 
 }  // namespace
 }  // namespace tensord
+
+// float64 -> half types must round once, as NumPy does, not once to float32
+// and again to the narrow type.
+TEST(Float16Test, DoubleConvertsWithASingleRounding) {
+  // Just above the midpoint between 1 and 1 + 2^-10: float32 rounding alone
+  // would land exactly on the midpoint and then round to even (1.0).
+  const double just_above_tie = 1.0 + std::ldexp(1.0, -11) + std::ldexp(1.0, -30);
+  EXPECT_EQ(tensord::FromDouble<tensord::Float16>(just_above_tie).bits, 0x3c01);
+  EXPECT_EQ(tensord::FromDouble<tensord::Float16>(-just_above_tie).bits, 0xbc01);
+  // An exact tie still rounds to even.
+  EXPECT_EQ(tensord::FromDouble<tensord::Float16>(1.0 + std::ldexp(1.0, -11)).bits, 0x3c00);
+  const double bf16_above_tie = 1.0 + std::ldexp(1.0, -8) + std::ldexp(1.0, -40);
+  EXPECT_EQ(tensord::FromDouble<tensord::BFloat16>(bf16_above_tie).bits, 0x3f81);
+  EXPECT_EQ(tensord::FromDouble<tensord::Float16>(1e300).bits, 0x7c00);
+  EXPECT_TRUE(std::isnan(tensord::FromDouble<tensord::Float16>(NAN).ToFloat()));
+}

@@ -349,6 +349,7 @@ TEST(SliceTest, LayoutOfTheResult) {
   ASSERT_OK_AND_ASSIGN(Tensor empty, Slice(t, 0, SliceSpec{4, std::nullopt, std::nullopt}));
   EXPECT_THAT(empty.shape(), ElementsAre(0, 6));
   EXPECT_EQ(empty.numel(), 0);
+  EXPECT_EQ(empty.storage_offset(), 0);  // not moved past the end for an empty result
 }
 
 TEST(SliceTest, StepMustBePositive) {
@@ -365,7 +366,7 @@ TEST(SliceTest, StepMustBePositive) {
 // dimension of size 10 comes out empty and one of size 3 gets size -1, a
 // negative size in a tensor that WithLayout trusts. Python gives
 // range(10)[0:10:2**63-1] == [0].
-TEST(SliceTest, DISABLED_HugeStepTakesTheFirstElement) {
+TEST(SliceTest, HugeStepTakesTheFirstElement) {
   const int64_t huge = std::numeric_limits<int64_t>::max();
   for (int64_t size : {10, 3}) {
     const Tensor t = Iota({size});
