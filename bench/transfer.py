@@ -51,14 +51,21 @@ def start(cmd: list[str], ready_prefix: str) -> tuple[subprocess.Popen, str]:
     return proc, line.split()[-1]
 
 
-def median_seconds(fn: Callable[[], object], runs: int) -> float:
-    fn()  # warm-up: connections, allocator, page faults of the first touch
-    times = []
+def median_seconds(candidates: dict[str, Callable[[], object]], runs: int) -> dict[str, float]:
+    """Median wall time of each candidate over `runs` rounds.
+
+    Rounds interleave the candidates (a, b, c, a, b, c, ...) so that a slow
+    spell of a shared machine hits every figure alike instead of one of them.
+    """
+    for fn in candidates.values():
+        fn()  # warm-up: connections, allocator, first-touch page faults
+    times: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(runs):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for name, fn in candidates.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 # ---- raw gRPC baseline ---------------------------------------------------------
@@ -183,40 +190,39 @@ def main() -> None:
         procs.append(raw)
         raw_channel = grpc.insecure_channel(raw_address, options=CHANNEL_OPTIONS)
 
-        def measure(chunk: int) -> dict[str, float]:
-            rows: dict[str, float] = {}
-            with tensord.connect(address, chunk_bytes=chunk) as td:
-                t = td.from_numpy(data)
-                rows["tensord download"] = median_seconds(t.numpy, args.runs)
-
-                def upload() -> None:
-                    td.from_numpy(data).free()
-
-                rows["tensord upload"] = median_seconds(upload, args.runs)
-                assert np.array_equal(t.numpy(), data)
-            rows["raw gRPC download"] = median_seconds(
-                lambda: raw_download(raw_channel, data.nbytes, chunk), args.runs)
-            rows["raw gRPC upload"] = median_seconds(
-                lambda: raw_upload(raw_channel, data, chunk), args.runs)
-            return rows
-
-        print(f"tensor: {args.mib} MiB float32; chunk {args.chunk_bytes} B; median of {args.runs} "
-              f"runs; loopback; {os.cpu_count()} CPUs; grpcio {grpc.__version__}, numpy {np.__version__}")
-        rows = measure(args.chunk_bytes)
-
+        flight_put = flight_get = None
         try:
             import pyarrow  # noqa: F401
             flight, flight_address = start([sys.executable, "-c", FLIGHT_SERVER], "flight listening")
             procs.append(flight)
-            _, put, get = flight_session(flight_address, data, args.chunk_bytes)
-            rows["Flight do_put"] = median_seconds(put, args.runs)
-            rows["Flight do_get"] = median_seconds(get, args.runs)
-            assert np.array_equal(get(), data)
+            _, flight_put, flight_get = flight_session(flight_address, data, args.chunk_bytes)
         except ImportError:
-            print("note: pyarrow is not installed; Arrow Flight rows skipped")
+            print("note: pyarrow is not installed; Arrow Flight rows are skipped")
+
+        def measure(chunk: int, with_flight: bool) -> dict[str, float]:
+            with tensord.connect(address, chunk_bytes=chunk) as td:
+                t = td.from_numpy(data)
+                assert np.array_equal(t.numpy(), data)
+                candidates: dict[str, Callable[[], object]] = {
+                    "tensord download": t.numpy,
+                    "raw gRPC download": lambda: raw_download(raw_channel, data.nbytes, chunk),
+                    "tensord upload": lambda: td.from_numpy(data).free(),
+                    "raw gRPC upload": lambda: raw_upload(raw_channel, data, chunk),
+                }
+                if with_flight and flight_put is not None:
+                    flight_put()
+                    assert np.array_equal(flight_get(), data)
+                    candidates["Flight do_get"] = flight_get
+                    candidates["Flight do_put"] = flight_put
+                return median_seconds(candidates, args.runs)
+
+        print(f"tensor: {args.mib} MiB float32; chunk {args.chunk_bytes} B; median of {args.runs} "
+              f"interleaved runs; loopback; {os.cpu_count()} CPUs; grpcio {grpc.__version__}, "
+              f"numpy {np.__version__}")
+        rows = measure(args.chunk_bytes, with_flight=True)
 
         dst = np.empty_like(data)
-        rows["NumPy copy"] = median_seconds(lambda: np.copyto(dst, data), args.runs)
+        rows.update(median_seconds({"NumPy copy": lambda: np.copyto(dst, data)}, args.runs))
 
         def rate(name: str) -> float:
             return gb / rows[name]
@@ -241,7 +247,7 @@ def main() -> None:
             print(f"\nchunk-size sweep (GB/s, median of {args.runs}):")
             print(f"{'chunk':>10}{'td down':>10}{'raw down':>10}{'td up':>10}{'raw up':>10}")
             for chunk in (256 << 10, 1 << 20, 2 << 20, 4 << 20):
-                r = measure(chunk)
+                r = measure(chunk, with_flight=False)
                 print(f"{chunk:>10}{gb / r['tensord download']:>10.2f}"
                       f"{gb / r['raw gRPC download']:>10.2f}{gb / r['tensord upload']:>10.2f}"
                       f"{gb / r['raw gRPC upload']:>10.2f}")

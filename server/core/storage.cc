@@ -1,5 +1,8 @@
 #include "core/storage.h"
 
+#include <sys/mman.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <new>
 
@@ -38,12 +41,19 @@ absl::StatusOr<std::shared_ptr<Storage>> Storage::Allocate(
     return absl::ResourceExhaustedError(absl::StrCat(what, " of ", nbytes, " bytes is too large"));
   }
   if (absl::Status s = budget->Reserve(nbytes, what); !s.ok()) return s;
+  // Large blocks are aligned to 2 MiB and marked for transparent huge pages:
+  // filling a fresh 256 MiB upload then takes 128 page faults instead of
+  // 65536, which measurably speeds up uploads (bench/transfer.py). Small
+  // blocks keep the 64-byte alignment every tensor gets.
+  const int64_t alignment = nbytes >= kHugePageBytes ? kHugePageBytes : kStorageAlignment;
   // aligned_alloc wants a size that is a multiple of the alignment, and > 0 so
   // that empty tensors still get a distinct, valid pointer.
   const int64_t padded =
-      std::max<int64_t>(kStorageAlignment, (nbytes + kStorageAlignment - 1) /
-                                               kStorageAlignment * kStorageAlignment);
-  void* data = std::aligned_alloc(kStorageAlignment, static_cast<size_t>(padded));
+      std::max<int64_t>(alignment, (nbytes + alignment - 1) / alignment * alignment);
+  void* data = std::aligned_alloc(static_cast<size_t>(alignment), static_cast<size_t>(padded));
+  if (data != nullptr && alignment == kHugePageBytes) {
+    madvise(data, static_cast<size_t>(padded), MADV_HUGEPAGE);  // a hint; failure is harmless
+  }
   if (data == nullptr) {
     budget->Release(nbytes);
     return absl::ResourceExhaustedError(

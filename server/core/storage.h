@@ -23,6 +23,7 @@
 namespace tensord {
 
 inline constexpr int64_t kStorageAlignment = 64;
+inline constexpr int64_t kHugePageBytes = int64_t{2} << 20;
 
 // Caps the bytes of all storage held at once (--max-memory).
 class MemoryBudget {

@@ -30,10 +30,11 @@
 
 namespace tensord {
 
-// Download chunk size. Measured with bench/transfer.py on loopback (see the
-// README's "Performance" section): 1 MiB chunks reached the best download
-// throughput with the Python client; 256 KiB paid per-message overhead and 4 MiB
-// chunks gained nothing while raising the client's transient memory.
+// Default download chunk size, chosen with `bench/transfer.py --sweep` on
+// loopback (2 cores, Python client): 256 KiB and 4 MiB chunks were slower
+// than 1 and 2 MiB in both directions, and 1 and 2 MiB tied within noise;
+// 1 MiB keeps each in-flight message, and so the client's transient
+// memory, smaller. Clients may ask for another size per download.
 inline constexpr int64_t kDownloadChunkBytes = int64_t{1} << 20;
 inline constexpr int64_t kMinDownloadChunkBytes = int64_t{64} << 10;
 inline constexpr int64_t kMaxDownloadChunkBytes = int64_t{16} << 20;
