@@ -11,7 +11,7 @@ ARGS ?=
 # Debian packages the build and tests need.
 APT_PACKAGES := build-essential cmake pkg-config \
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev libabsl-dev \
-  libgtest-dev python3 python3-venv python3-dev
+  libgtest-dev prometheus-cpp-dev python3 python3-venv python3-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps build venv run test test-cpp test-python bench clean
@@ -36,10 +36,11 @@ build: deps $(BUILD_DIR)/Makefile
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
 # The client, its generated stubs and the test tools, in a venv under the repo.
-$(VENV)/.installed: client_py/pyproject.toml client_py/setup.py proto/tensord/v1/tensord.proto | deps
+$(VENV)/.installed: client_py/pyproject.toml client_py/setup.py proto/tensord/v1/tensord.proto \
+    tests/requirements.txt | deps
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q -e 'client_py[test]'
+	$(VENV)/bin/pip install -q -e 'client_py[test]' -r tests/requirements.txt
 	touch $@
 
 venv: $(VENV)/.installed
@@ -62,3 +63,9 @@ bench: build venv
 
 clean:
 	rm -rf $(BUILD_DIR)
+
+# Builds the container image with podman and checks it with the real client
+# (scripts/image-test.sh says what it checks; needs root, installs podman).
+.PHONY: image-test
+image-test: venv
+	scripts/image-test.sh

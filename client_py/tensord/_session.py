@@ -31,6 +31,7 @@ from tensord.v1 import tensord_pb2_grpc as pb_grpc
 _log = logging.getLogger("tensord")
 
 SESSION_METADATA_KEY = "tensord-session"
+AUTHORIZATION_METADATA_KEY = "authorization"
 MAX_MESSAGE_BYTES = 64 << 20
 _UPLOAD_PATH = "/tensord.v1.Tensord/Upload"
 _DOWNLOAD_PATH = "/tensord.v1.Tensord/Download"
@@ -48,18 +49,30 @@ _live_sessions: "weakref.WeakSet[Session]" = weakref.WeakSet()
 class Session:
     """A connected session; see the module docstring."""
 
-    def __init__(self, target: str, *, timeout: float | None, client_name: str) -> None:
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: float | None,
+        client_name: str,
+        token: str | None = None,
+        credentials: grpc.ChannelCredentials | None = None,
+    ) -> None:
         self.target = target
         self.timeout = timeout
         self._closed = False
         self._close_lock = threading.Lock()
-        self._channel = grpc.insecure_channel(
-            target,
-            options=[
-                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-            ],
-        )
+        options = [
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ]
+        if credentials is None:
+            self._channel = grpc.insecure_channel(target, options=options)
+        else:
+            self._channel = grpc.secure_channel(target, credentials, options=options)
+        # Sent as plain metadata rather than grpc call credentials, which
+        # grpcio only allows on TLS channels: a token over plaintext loopback is legal.
+        auth = ((AUTHORIZATION_METADATA_KEY, f"Bearer {token}"),) if token else ()
         self._stub = pb_grpc.TensordStub(self._channel)
         self._upload = self._channel.stream_unary(
             _UPLOAD_PATH, request_serializer=None, response_deserializer=pb.TensorMeta.FromString
@@ -69,13 +82,15 @@ class Session:
         )
         try:
             with translated():
-                opened = self._stub.OpenSession(pb.OpenSessionRequest(client_name=client_name), timeout=timeout)
+                opened = self._stub.OpenSession(
+                    pb.OpenSessionRequest(client_name=client_name), timeout=timeout, metadata=auth
+                )
         except BaseException:
             self._channel.close()
             raise
         self.session_id: str = opened.session_id
         self.lease_seconds: float = opened.lease_seconds
-        self._metadata = ((SESSION_METADATA_KEY, self.session_id),)
+        self._metadata = ((SESSION_METADATA_KEY, self.session_id),) + auth
         self._background: queue.SimpleQueue[Any] = queue.SimpleQueue()
         #: Finalizers call this with a handle; see the module docstring.
         self.enqueue_free: Callable[[Any], None] = self._background.put

@@ -8,10 +8,12 @@ complex -> complex64).
 from __future__ import annotations
 
 import numbers
+import os
 import operator
 import weakref
 from typing import Any, Sequence
 
+import grpc
 import numpy as np
 
 from tensord import _layout, _wire, dtypes
@@ -34,6 +36,11 @@ def connect(
     timeout: float | None = None,
     chunk_bytes: int | None = None,
     client_name: str | None = None,
+    token: str | None = None,
+    tls: bool = False,
+    root_certificates: bytes | str | os.PathLike | None = None,
+    private_key: bytes | str | os.PathLike | None = None,
+    certificate_chain: bytes | str | os.PathLike | None = None,
 ) -> "Client":
     """Opens a session with the tensord server at `target` ("host:port").
 
@@ -41,8 +48,33 @@ def connect(
     `chunk_bytes` the payload bytes per Upload message and the size asked
     for Download messages (default CHUNK_BYTES); `client_name` shows in the
     server's logs. Use the client as a context manager, or call `close()`.
+
+    `token` is sent as `authorization: Bearer <token>` on every call (default:
+    the TENSORD_TOKEN environment variable). `tls=True` connects over TLS,
+    trusting the system's roots or `root_certificates`; `private_key` and
+    `certificate_chain` present a client certificate (mutual TLS). The three
+    take PEM bytes, as `grpc.ssl_channel_credentials` does, or a file path.
+    Giving any of them implies TLS.
     """
-    return Client(target, timeout=timeout, chunk_bytes=chunk_bytes, client_name=client_name)
+    return Client(
+        target,
+        timeout=timeout,
+        chunk_bytes=chunk_bytes,
+        client_name=client_name,
+        token=token,
+        tls=tls,
+        root_certificates=root_certificates,
+        private_key=private_key,
+        certificate_chain=certificate_chain,
+    )
+
+
+def _pem(value: bytes | str | os.PathLike | None) -> bytes | None:
+    """PEM bytes as given, or read from a path."""
+    if value is None or isinstance(value, bytes):
+        return value
+    with open(value, "rb") as f:
+        return f.read()
 
 
 class Client:
@@ -55,14 +87,36 @@ class Client:
         timeout: float | None = None,
         chunk_bytes: int | None = None,
         client_name: str | None = None,
+        token: str | None = None,
+        tls: bool = False,
+        root_certificates: bytes | str | os.PathLike | None = None,
+        private_key: bytes | str | os.PathLike | None = None,
+        certificate_chain: bytes | str | os.PathLike | None = None,
     ) -> None:
         chunk = CHUNK_BYTES if chunk_bytes is None else operator.index(chunk_bytes)
         if not 0 < chunk <= _MAX_CHUNK_BYTES:
             raise ValueError(f"chunk_bytes must be in [1, {_MAX_CHUNK_BYTES}], got {chunk}")
         if timeout is not None and timeout <= 0:
             raise ValueError(f"timeout must be positive or None, got {timeout}")
+        if (private_key is None) != (certificate_chain is None):
+            raise ValueError("private_key and certificate_chain must be given together")
+        credentials = None
+        if tls or root_certificates is not None or private_key is not None:
+            credentials = grpc.ssl_channel_credentials(
+                root_certificates=_pem(root_certificates),
+                private_key=_pem(private_key),
+                certificate_chain=_pem(certificate_chain),
+            )
+        if token is None:
+            token = os.environ.get("TENSORD_TOKEN") or None
         self._chunk_bytes = chunk
-        self._session = Session(target, timeout=timeout, client_name=client_name or "tensord-python")
+        self._session = Session(
+            target,
+            timeout=timeout,
+            client_name=client_name or "tensord-python",
+            token=token,
+            credentials=credentials,
+        )
         # A client dropped without close() ends its session from the background thread.
         self._finalizer = weakref.finalize(self, self._session.close_when_collected)
         self._finalizer.atexit = False  # at exit, _session closes every open session itself

@@ -15,6 +15,17 @@ Flag* FlagSet::Add(std::string name, std::string value_name, std::string default
   return flags_.back().get();
 }
 
+Flag* FlagSet::AddBool(std::string name, std::string help) {
+  Flag* flag = Add(std::move(name), "", "false", std::move(help));
+  flag->is_bool = true;
+  return flag;
+}
+
+bool Flag::enabled() const {
+  const std::string lower = absl::AsciiStrToLower(value);
+  return lower == "true" || lower == "1" || lower == "yes";
+}
+
 std::string FlagSet::EnvName(const std::string& flag_name) {
   return absl::StrCat("TENSORD_",
                       absl::AsciiStrToUpper(absl::StrReplaceAll(flag_name, {{"-", "_"}})));
@@ -52,7 +63,9 @@ absl::Status FlagSet::Parse(int argc, char** argv) {
     if (flag == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat("unknown flag '--", name, "'"));
     }
-    if (!has_value) {
+    if (!has_value && flag->is_bool) {
+      value = "true";
+    } else if (!has_value) {
       if (i + 1 >= argc) {
         return absl::InvalidArgumentError(
             absl::StrCat("flag '--", name, "' needs a value (", flag->value_name, ")"));
@@ -67,9 +80,11 @@ absl::Status FlagSet::Parse(int argc, char** argv) {
 std::string FlagSet::Usage() const {
   std::string usage = absl::StrCat("usage: ", program_, " [flags]\n\n", summary_, "\n\nflags:\n");
   for (const auto& flag : flags_) {
-    absl::StrAppend(&usage, "  --", flag->name, " ", flag->value_name, "\n      ", flag->help,
-                    "\n      env: ", EnvName(flag->name));
-    if (!flag->value.empty()) absl::StrAppend(&usage, "; default: ", flag->value);
+    absl::StrAppend(&usage, "  --", flag->name, flag->is_bool ? "" : " ", flag->value_name,
+                    "\n      ", flag->help, "\n      env: ", EnvName(flag->name));
+    if (!flag->value.empty() && !flag->is_bool) {
+      absl::StrAppend(&usage, "; default: ", flag->value);
+    }
     absl::StrAppend(&usage, "\n");
   }
   absl::StrAppend(&usage, "  -h, --help\n      print this help and exit\n");

@@ -16,6 +16,10 @@ struct Flag {
   std::string value_name;  // shown in --help, e.g. "SIZE"
   std::string help;
   std::string value;       // holds the default until Parse() replaces it
+  bool is_bool = false;    // takes no value on the command line: `--insecure`
+
+  // For boolean flags: "true"/"1"/"yes" (any case) are true.
+  bool enabled() const;
 };
 
 class FlagSet {
@@ -26,6 +30,8 @@ class FlagSet {
   // REQUIRES: names are unique. The pointer stays valid for the FlagSet's life.
   Flag* Add(std::string name, std::string value_name, std::string default_value,
             std::string help);
+  // A boolean flag, false unless given (`--name` or `--name=true`).
+  Flag* AddBool(std::string name, std::string help);
 
   // Reads environment variables, then argv. Sets help_requested() for -h/--help.
   // InvalidArgument names an unknown flag or a missing value.

@@ -8,6 +8,7 @@
 #include "core/copy.h"
 #include "core/create.h"
 #include "core/views.h"
+#include "common/log.h"
 #include "rpc/proto_convert.h"
 
 namespace tensord {
@@ -74,8 +75,14 @@ absl::StatusOr<Tensor> ApplyView(const Tensor& t, const v1::ViewRequest& request
 
 }  // namespace
 
+absl::Status TensordService::Authorize(grpc::CallbackServerContext* context) const {
+  if (auth_ == nullptr) return absl::OkStatus();
+  return auth_->Check(context->client_metadata());
+}
+
 absl::StatusOr<std::shared_ptr<Session>> TensordService::SessionFor(
     grpc::CallbackServerContext* context) {
+  RETURN_IF_ERROR(Authorize(context));
   const auto& metadata = context->client_metadata();
   auto it = metadata.find(kSessionMetadataKey);
   if (it == metadata.end()) {
@@ -90,7 +97,11 @@ grpc::ServerUnaryReactor* TensordService::OpenSession(grpc::CallbackServerContex
                                                       const v1::OpenSessionRequest* request,
                                                       v1::OpenSessionResponse* response) {
   return Respond(context, [&]() -> absl::Status {
+    RETURN_IF_ERROR(Authorize(context));
     std::shared_ptr<Session> session = sessions_->Open(request->client_name());
+    Log(LogLevel::kDebug, "session opened",
+        {{"session", session->id().substr(0, 8)}, {"client", request->client_name()},
+         {"peer", context->peer()}});
     response->set_session_id(session->id());
     response->set_lease_seconds(std::chrono::duration<double>(sessions_->lease()).count());
     return absl::OkStatus();

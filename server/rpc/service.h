@@ -13,6 +13,8 @@
 
 #include "absl/status/statusor.h"
 #include "core/storage.h"
+#include "rpc/auth.h"
+#include "rpc/metrics.h"
 #include "session/session.h"
 #include "tensord/v1/tensord.grpc.pb.h"
 
@@ -25,12 +27,19 @@ class TensordService final
     : public v1::Tensord::WithRawCallbackMethod_Upload<
           v1::Tensord::WithRawCallbackMethod_Download<v1::Tensord::CallbackService>> {
  public:
-  TensordService(std::shared_ptr<MemoryBudget> budget, SessionRegistry* sessions)
-      : budget_(std::move(budget)), sessions_(sessions) {}
+  // `auth` may be null (no token required); `metrics` must outlive the service.
+  TensordService(std::shared_ptr<MemoryBudget> budget, SessionRegistry* sessions,
+                 std::shared_ptr<const TokenAuthenticator> auth, ServerMetrics* metrics)
+      : budget_(std::move(budget)), sessions_(sessions), auth_(std::move(auth)),
+        metrics_(metrics) {}
 
-  // The caller's session, from the `tensord-session` metadata; renews its lease.
+  // UNAUTHENTICATED unless the call carries the token (when one is required).
+  absl::Status Authorize(grpc::CallbackServerContext* context) const;
+  // The caller's session, from the `tensord-session` metadata, after
+  // Authorize; renews the session's lease.
   absl::StatusOr<std::shared_ptr<Session>> SessionFor(grpc::CallbackServerContext* context);
   const std::shared_ptr<MemoryBudget>& budget() const { return budget_; }
+  ServerMetrics& metrics() const { return *metrics_; }
 
   grpc::ServerUnaryReactor* OpenSession(grpc::CallbackServerContext* context,
                                         const v1::OpenSessionRequest* request,
@@ -73,6 +82,8 @@ class TensordService final
  private:
   const std::shared_ptr<MemoryBudget> budget_;
   SessionRegistry* const sessions_;
+  const std::shared_ptr<const TokenAuthenticator> auth_;
+  ServerMetrics* const metrics_;
 };
 
 }  // namespace tensord

@@ -66,6 +66,7 @@ class UploadReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
     // tensor's final storage.
     frame.CopyChunkTo(tensor_->storage()->data() + received_);
     received_ += static_cast<int64_t>(frame.chunk_size());
+    service_->metrics().AddBytesIn(static_cast<int64_t>(frame.chunk_size()));
     return absl::OkStatus();
   }
 
@@ -166,6 +167,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
     const int64_t n = std::min(chunk_bytes_, span_bytes_ - sent_);
     frame_ = EncodeChunkFrame(tensor_->storage(), span_start_ + sent_, static_cast<size_t>(n));
     sent_ += n;
+    metrics_->AddBytesOut(n);
     StartWrite(&frame_);
   }
 
@@ -174,10 +176,11 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
  private:
   absl::Status Start(TensordService* service, grpc::CallbackServerContext* context,
                      const grpc::ByteBuffer& request_bytes) {
+    ASSIGN_OR_RETURN(std::shared_ptr<Session> session, service->SessionFor(context));
     v1::DownloadRequest request;
     RETURN_IF_ERROR(DecodeMessage(request_bytes, &request));
-    ASSIGN_OR_RETURN(std::shared_ptr<Session> session, service->SessionFor(context));
     ASSIGN_OR_RETURN(Tensor tensor, session->Get(request.handle()));
+    metrics_ = &service->metrics();
     if (request.chunk_bytes() > 0) {
       chunk_bytes_ = std::clamp(request.chunk_bytes(), kMinDownloadChunkBytes,
                                 kMaxDownloadChunkBytes);
@@ -202,6 +205,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
   int64_t span_bytes_ = 0;
   int64_t sent_ = 0;
   int64_t chunk_bytes_ = kDownloadChunkBytes;
+  ServerMetrics* metrics_ = nullptr;
   grpc::ByteBuffer frame_;
 };
 

@@ -143,6 +143,18 @@ std::vector<std::string> SessionRegistry::CloseExpired(Clock::time_point now) {
   return ids;
 }
 
+SessionRegistry::Totals SessionRegistry::CountTensors() const {
+  std::vector<std::shared_ptr<Session>> sessions;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, entry] : sessions_) sessions.push_back(entry.session);
+  }
+  Totals totals;
+  totals.sessions = static_cast<double>(sessions.size());
+  for (const auto& session : sessions) totals.tensors += static_cast<double>(session->size());
+  return totals;
+}
+
 int64_t SessionRegistry::size() const {
   absl::MutexLock lock(&mu_);
   return static_cast<int64_t>(sessions_.size());

@@ -75,6 +75,13 @@ class SessionRegistry {
   std::vector<std::string> CloseExpired(Clock::time_point now);
   int64_t size() const;
 
+  struct Totals {
+    double sessions = 0;
+    double tensors = 0;
+  };
+  // Sessions and tensor handles held right now.
+  Totals CountTensors() const;
+
  private:
   struct Entry {
     std::shared_ptr<Session> session;
