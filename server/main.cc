@@ -24,6 +24,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/byte_size.h"
 #include "common/flags.h"
@@ -39,6 +40,8 @@ namespace {
 
 constexpr int kMaxMessageBytes = 64 << 20;  // upload chunks up to 64 MiB
 constexpr char kServiceName[] = "tensord.v1.Tensord";
+// How long a draining server reports NOT_SERVING while still accepting calls.
+constexpr double kDrainNoticeSeconds = 1.0;
 
 int64_t DefaultMaxMemory() {
   const int64_t pages = sysconf(_SC_PHYS_PAGES);
@@ -168,6 +171,9 @@ int Serve(const Config& config) {
        {"grace_seconds", absl::StrCat(config.shutdown_grace)}});
   health->SetServingStatus(false);
   health->SetServingStatus(kServiceName, false);
+  // Keep answering for a moment so that health checkers see NOT_SERVING and
+  // route new work elsewhere before new calls start failing.
+  absl::SleepFor(absl::Seconds(std::min(config.shutdown_grace, kDrainNoticeSeconds)));
   server->Shutdown(std::chrono::system_clock::now() +
                    std::chrono::milliseconds(static_cast<int64_t>(config.shutdown_grace * 1000)));
   server->Wait();

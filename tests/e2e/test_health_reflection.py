@@ -132,7 +132,9 @@ def test_reflection_describes_tensor_meta(server):
     with grpc.insecure_channel(server.address) as channel:
         _, pool = _reflected_pool(channel)
         meta = pool.FindMessageTypeByName("tensord.v1.TensorMeta")
-        fields = {f.name: (f.number, f.type, f.label) for f in meta.fields}
+        described = descriptor_pb2.DescriptorProto()
+        meta.CopyToProto(described)
+        fields = {f.name: (f.number, f.type, f.label) for f in described.field}
     F = descriptor_pb2.FieldDescriptorProto
     assert fields == {
         "handle": (1, F.TYPE_STRING, F.LABEL_OPTIONAL),
