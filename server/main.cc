@@ -169,13 +169,14 @@ int Serve(const Config& config) {
   Log(LogLevel::kInfo, "draining",
       {{"signal", signal == SIGINT ? "SIGINT" : "SIGTERM"},
        {"grace_seconds", absl::StrCat(config.shutdown_grace)}});
+  const auto deadline = std::chrono::system_clock::now() +
+                        std::chrono::milliseconds(static_cast<int64_t>(config.shutdown_grace * 1000));
   health->SetServingStatus(false);
   health->SetServingStatus(kServiceName, false);
   // Keep answering for a moment so that health checkers see NOT_SERVING and
   // route new work elsewhere before new calls start failing.
   absl::SleepFor(absl::Seconds(std::min(config.shutdown_grace, kDrainNoticeSeconds)));
-  server->Shutdown(std::chrono::system_clock::now() +
-                   std::chrono::milliseconds(static_cast<int64_t>(config.shutdown_grace * 1000)));
+  server->Shutdown(deadline);
   server->Wait();
   stopping.Notify();
   reaper.join();
