@@ -24,8 +24,9 @@ absl::string_view LevelName(LogLevel level) {
   return "info";
 }
 
-void AppendValue(std::string* out, absl::string_view value) {
-  const bool plain = !value.empty() && value.find_first_of(" \"=\\\n\t") == absl::string_view::npos;
+void AppendValue(std::string* out, absl::string_view value, bool always_quote = false) {
+  const bool plain = !always_quote && !value.empty() &&
+                     value.find_first_of(" \"=\\\n\t") == absl::string_view::npos;
   if (plain) {
     out->append(value.data(), value.size());
     return;
@@ -63,7 +64,7 @@ bool LogEnabled(LogLevel level) { return static_cast<int>(level) >= g_level.load
 std::string FormatLogLine(LogLevel level, absl::string_view message,
                           std::initializer_list<LogField> fields) {
   std::string line = absl::StrCat("level=", LevelName(level), " msg=");
-  AppendValue(&line, message);
+  AppendValue(&line, message, /*always_quote=*/true);  // messages are prose, keys are not
   for (const auto& [key, value] : fields) {
     absl::StrAppend(&line, " ", key, "=");
     AppendValue(&line, value);

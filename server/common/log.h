@@ -1,5 +1,6 @@
 // Structured logging: one logfmt line per event on stderr,
 //   ts=2026-11-25T08:00:00.123Z level=info msg="session expired" session=1a2b3c4d
+// `msg` is always quoted; other values only when they need it.
 // so that log collectors can parse fields without regexes. Lines below the
 // level set by SetLogLevel (--log-level) are dropped.
 // Thread-safe: a line is written with one call under a mutex.
@@ -24,7 +25,7 @@ bool LogEnabled(LogLevel level);
 using LogField = std::pair<absl::string_view, std::string>;
 
 // Writes the line if `level` is enabled. Values that contain spaces, quotes
-// or '=' are quoted and escaped.
+// or '=' (and every message) are quoted and escaped.
 void Log(LogLevel level, absl::string_view message,
          std::initializer_list<LogField> fields = {});
 

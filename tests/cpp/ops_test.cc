@@ -45,7 +45,7 @@ TEST(TokenAuthenticatorTest, ReadsTheTokenFileWithoutSurroundingWhitespace) {
 
 TEST(LogTest, FormatsLogfmtAndQuotesWhereNeeded) {
   EXPECT_EQ(FormatLogLine(LogLevel::kInfo, "serving", {{"address", "127.0.0.1:1"}}),
-            "level=info msg=serving address=127.0.0.1:1");
+            "level=info msg=\"serving\" address=127.0.0.1:1");
   EXPECT_EQ(FormatLogLine(LogLevel::kWarning, "two words", {{"k", "a=\"b\""}, {"e", ""}}),
             "level=warning msg=\"two words\" k=\"a=\\\"b\\\"\" e=\"\"");
 }

@@ -368,3 +368,26 @@ def test_loopback_without_token_starts(launch, host):
     with tensord.connect(target, timeout=30) as td:
         roundtrip(td)
     assert srv.stop() == 0
+
+
+@pytest.mark.parametrize("value", ["1", "true"])
+def test_insecure_from_the_environment(launch, value):
+    srv = launch.server(listen="0.0.0.0:0", env=clean_env(TENSORD_INSECURE=value))
+    with tensord.connect(srv.address, timeout=30) as td:
+        roundtrip(td)
+
+
+@pytest.mark.parametrize("value", ["0", "false"])
+def test_insecure_off_in_the_environment_still_refuses(launch, value):
+    run = launch.run("--listen", "0.0.0.0:0", env=clean_env(TENSORD_INSECURE=value))
+    assert run.wait_exit(timeout=60) != 0
+    assert "--insecure" in run.stderr_text(), run.stderr_text()
+
+
+def test_tls_from_the_environment(launch, pki):
+    srv = launch.server(env=clean_env(TENSORD_TLS_CERT=str(pki.server_cert), TENSORD_TLS_KEY=str(pki.server_key)))
+    with pytest.raises(tensord.Error) as info:
+        tensord.connect(srv.address, timeout=10)
+    assert info.value.code == UNAVAILABLE, info.value
+    with tensord.connect(srv.address, timeout=30, root_certificates=pki.read(pki.ca_cert)) as td:
+        roundtrip(td)
