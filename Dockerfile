@@ -59,7 +59,9 @@ ARG DEBIAN_FRONTEND=noninteractive
 
 # Copied before the binary, and on its own: the package list changes only when
 # the binary's library dependencies do, so a source change leaves this layer
-# and the apt-get layer below cached.
+# and the apt-get layer below cached. The list includes libraries the base
+# already has (libc6, libstdc++6): installing them brings them to the versions
+# the build stage compiled against.
 COPY --from=build /out/runtime-packages.txt /tmp/
 RUN apt-get update \
  && xargs -a /tmp/runtime-packages.txt \
@@ -84,29 +86,32 @@ VOLUME /data
 EXPOSE 50051 9090
 STOPSIGNAL SIGTERM
 
-# Every flag also reads an environment variable (TENSORD_LISTEN,
-# TENSORD_METRICS_LISTEN, TENSORD_AUTH_TOKEN_FILE, TENSORD_MAX_MEMORY, ...).
+# ENTRYPOINT is the binary, so `docker run IMAGE --flag ...` passes flags
+# straight to it (and replaces the CMD). Every flag also reads an environment
+# variable (TENSORD_AUTH_TOKEN_FILE, TENSORD_MAX_MEMORY, TENSORD_SHUTDOWN_GRACE,
+# ...); a flag wins over its variable, so the CMD's --listen and
+# --metrics-listen shadow TENSORD_LISTEN and TENSORD_METRICS_LISTEN.
+#
 # The default CMD listens on all interfaces, and the server refuses a
 # non-loopback --listen without --auth-token-file unless --insecure is given.
 # That is deliberate: run the image with TENSORD_AUTH_TOKEN_FILE pointing at a
 # mounted secret (or pass --insecure explicitly on a trusted network). Set
-# TENSORD_MAX_MEMORY to the container's memory limit too: the default, 80% of
-# physical memory, is the host's, not the cgroup's.
+# TENSORD_MAX_MEMORY below the container's memory limit too: the default, 80%
+# of physical memory, is the host's, not the cgroup's. And give `docker stop`
+# more time than TENSORD_SHUTDOWN_GRACE (10 s by default, docker's own wait),
+# or the drain is cut short by SIGKILL.
 ENTRYPOINT ["/usr/local/bin/tensord"]
 CMD ["--listen", "0.0.0.0:50051", "--metrics-listen", "0.0.0.0:9090"]
 
 # The gRPC health protocol, asked by the binary itself (no extra tool in the
-# image). It probes the default port: a container that moves the port with
-# --listen or TENSORD_LISTEN should override the healthcheck too.
+# image); it needs no token. It probes the default port in plaintext: a
+# container that moves the port, or serves TLS (add --probe-ca CA.pem), should
+# override the healthcheck too.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=10s --retries=3 \
   CMD ["/usr/local/bin/tensord", "--health-probe", "127.0.0.1:50051"]
 
-# Last, so that a new version or revision changes only the image's config.
-ARG TENSORD_CUDA=OFF
-ARG VERSION=dev
-ARG REVISION=unknown
+# Labels that vary per build (revision, version, created) are set with
+# `--label` on the command line rather than from an ARG: buildah's layer cache
+# ignores ARG values in a LABEL and would keep the first build's.
 LABEL org.opencontainers.image.title="tensord" \
-      org.opencontainers.image.description="tensord: a tensor compute service over gRPC" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      io.tensord.cuda="${TENSORD_CUDA}"
+      org.opencontainers.image.description="tensord: a tensor compute service over gRPC"

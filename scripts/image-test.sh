@@ -8,7 +8,8 @@
 # the real client from the host's venv (round trip, one op, gRPC health), the
 # default CMD with a token file in a private network namespace (its HEALTHCHECK
 # command and metrics port), the same CMD refusing to start without the token,
-# and a clean exit on SIGTERM. It ends with "image-test: N passed, M failed".
+# and a clean exit on SIGTERM, all on the image's read-only root filesystem.
+# It ends with "image-test: N passed, M failed".
 #
 # Needs root (podman's storage, chroot, namespaces). Installs podman,
 # debootstrap and iproute2 if missing. With no debian:bookworm-slim image in
@@ -52,6 +53,8 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 # ---- tools ------------------------------------------------------------------------
 step "tools"
@@ -82,10 +85,11 @@ else
   if [ ! -e "$CACHE/bookworm-rootfs.done" ]; then
     rm -rf "$rootfs"
     mkdir -p "$CACHE"
-    echo "debootstrap --variant=minbase bookworm (a few minutes; log in $CACHE/debootstrap.log)"
+    echo "debootstrap --variant=minbase bookworm (about a minute; log in $CACHE/debootstrap.log)"
     debootstrap --variant=minbase bookworm "$rootfs" "$MIRROR" >"$CACHE/debootstrap.log" 2>&1 \
       || { tail -n 20 "$CACHE/debootstrap.log" >&2; die "debootstrap failed"; }
-    rm -f "$rootfs/etc/apt/sources.list"
+    # The host's resolver and name: a container runtime supplies its own.
+    rm -f "$rootfs/etc/resolv.conf" "$rootfs/etc/hostname" "$rootfs/etc/apt/sources.list"
     cat >"$rootfs/etc/apt/sources.list.d/debian.sources" <<EOF
 Types: deb
 URIs: http://deb.debian.org/debian
@@ -107,6 +111,10 @@ path-exclude /usr/share/info/*
 path-exclude /usr/share/locale/*
 path-exclude /usr/share/lintian/*
 EOF
+    # ... and without what those exclusions would have kept out (45 MB).
+    rm -rf "$rootfs"/usr/share/{man,info,locale,lintian}/*
+    find "$rootfs/usr/share/doc" ! -type d ! -name copyright -delete
+    find "$rootfs/usr/share/doc" -mindepth 1 -type d -empty -delete
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/*
     touch "$CACHE/bookworm-rootfs.done"
   fi
@@ -123,11 +131,15 @@ fi
 step "podman build $IMAGE"
 revision=$(git rev-parse HEAD 2>/dev/null || echo unknown)
 if ! podman build --isolation chroot --pull=never --format docker --network host \
-    --build-arg "REVISION=$revision" -t "$IMAGE" . >"$work/build.log" 2>&1; then
+    --label "org.opencontainers.image.revision=$revision" -t "$IMAGE" . >"$work/build.log" 2>&1; then
   tail -n 40 "$work/build.log" >&2
   die "podman build failed (last 40 lines above)"
 fi
-grep -E '^(STEP [0-9]+/[0-9]+|--> Using cache|runtime packages:)' "$work/build.log" | cut -c1-120
+# One line per step, marked when podman's layer cache served it.
+awk '/^(\[[0-9]+\/[0-9]+\] )?STEP / { if (step) print step; step = substr($0, 1, 100); next }
+     /^--> Using cache/ { step = step "  [cached]" }
+     /^runtime packages:/ { packages = $0 }
+     END { if (step) print step; if (packages) print packages }' "$work/build.log"
 podman image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' "$IMAGE"
 pass "image builds"
 
@@ -140,9 +152,11 @@ count_checks() {
   local ok bad
   ok=$(grep -c '^ok:' "$1" || true)
   bad=$(grep -c '^FAIL:' "$1" || true)
-  [ $((ok + bad)) -gt 0 ] || bad=1
   passed=$((passed + ok))
   failed=$((failed + bad))
+  if [ $((ok + bad)) = 0 ]; then
+    fail "$SMOKE $(basename "$1" .out) reported no checks (its output is above)"
+  fi
 }
 "$PYTHON" "$SMOKE" config "$work/inspect.json" 2>&1 | tee "$work/config.out" || true
 count_checks "$work/config.out"
@@ -165,10 +179,14 @@ echo "mounted at $root"
 # only the image's environment (plus ENV...) and its WORKDIR. Each step execs
 # the next, so a background IMAGE_CMD's $! is the program's own pid. A private
 # mount namespace gives the program /dev, /proc and a fresh /run, and takes
-# them away again when it exits, whatever happens to this script.
+# them away again when it exits, whatever happens to this script. The image
+# itself is mounted read-only, as deploy/ runs it (read_only,
+# readOnlyRootFilesystem); its WORKDIR gets a writable tmpfs with the
+# directory's owner and mode, as a fresh volume would.
 #   --net      a network namespace of its own, with only a loopback interface
 #   --enter    the network namespace of process PID instead
 #   --token    FILE copied to /run/token, readable by the image's user only
+data_options=$(stat -c 'uid=%u,gid=%g,mode=%a' "$root$workdir")
 image_cmd() {
   local new_net="" enter=() token=""
   while :; do
@@ -180,11 +198,13 @@ image_cmd() {
     esac
   done
   # shellcheck disable=SC2016 # the inner sh expands them
-  IMAGE_CMD=(env "NEW_NET=$new_net" "TOKEN_SOURCE=$token" "USERSPEC=$user" "${enter[@]}"
+  IMAGE_CMD=(env "NEW_NET=$new_net" "TOKEN_SOURCE=$token" "USERSPEC=$user"
+    "DATA_DIR=$workdir" "DATA_OPTIONS=$data_options" "${enter[@]}"
     unshare --mount --propagation private ${new_net:+--net} -- sh -c '
       root=$1; shift
       mount --rbind /dev "$root/dev" && mount -t proc proc "$root/proc" &&
-        mount -t tmpfs -o mode=0755 tmpfs "$root/run" || exit 97
+        mount -t tmpfs -o mode=0755 tmpfs "$root/run" &&
+        mount -t tmpfs -o "$DATA_OPTIONS" tmpfs "$root$DATA_DIR" || exit 97
       if [ -n "$TOKEN_SOURCE" ]; then
         install -o "${USERSPEC%%:*}" -m 0400 "$TOKEN_SOURCE" "$root/run/token" || exit 97
       fi
@@ -316,6 +336,6 @@ else
   fail "default CMD without a token: exit $code, stdout: $(cat "$work/refuse.out")"
 fi
 
-echo
-echo "image-test: $passed passed, $failed failed ($SECONDS s)"
+printf '\n== done in %ds\n' "$SECONDS"
+echo "image-test: $passed passed, $failed failed"
 [ "$failed" = 0 ]

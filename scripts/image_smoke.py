@@ -66,12 +66,12 @@ def check_config(path: str) -> None:
         ("WorkingDir", config.get("WorkingDir"), "/data"),
         ("Volumes", set(config.get("Volumes") or {}), {"/data"})))
     check("HEALTHCHECK uses the gRPC health probe", expect_fields(
-        ("HealthCheck.Test", (image.get("HealthCheck") or {}).get("Test"), HEALTHCHECK)))
+        ("Healthcheck.Test", (image.get("Healthcheck") or {}).get("Test"), HEALTHCHECK)))
     check("STOPSIGNAL SIGTERM", expect_fields(("StopSignal", config.get("StopSignal"), "SIGTERM")))
 
     def labels() -> str:
         found = config.get("Labels") or {}
-        for key in ("title", "description", "version", "revision"):
+        for key in ("title", "description", "revision"):
             if not found.get(f"org.opencontainers.image.{key}"):
                 raise AssertionError(f"label org.opencontainers.image.{key} is missing")
         return f"revision {found['org.opencontainers.image.revision'][:12]}"
