@@ -258,12 +258,16 @@ def test_sigterm_drains_an_in_flight_download(launch):
                 rejections.append(("opened", opened.session_id[:8]))
                 return False
 
+        # gRPC refuses calls to a shutting-down server with UNAVAILABLE, or with
+        # CANCELLED when the call reached the server just as it stopped
+        # matching new calls; either way the call never runs.
+        refused = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
         assert wait_for(new_session_rejected, timeout=60), rejections
-        assert rejections[-1][0] == grpc.StatusCode.UNAVAILABLE, rejections[-1]
+        assert rejections[-1][0] in refused, rejections[-1]
         # A new call in the draining session is refused too, while its download goes on.
         with pytest.raises(grpc.RpcError) as info:
             raw.memory_info()
-        assert info.value.code() == grpc.StatusCode.UNAVAILABLE, info.value.details()
+        assert info.value.code() in refused, info.value.details()
         assert run_probe("--health-probe", srv.address).returncode == 1
         assert srv.alive(), "tensord exited with a download in flight"
 
