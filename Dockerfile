@@ -32,7 +32,7 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config \
       libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev libabsl-dev \
-      prometheus-cpp-dev \
+      prometheus-cpp-dev libopenblas-dev \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src

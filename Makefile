@@ -11,7 +11,7 @@ ARGS ?=
 # Debian packages the build and tests need.
 APT_PACKAGES := build-essential cmake pkg-config \
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev libabsl-dev \
-  libgtest-dev prometheus-cpp-dev python3 python3-venv python3-dev
+  libgtest-dev prometheus-cpp-dev libopenblas-dev python3 python3-venv python3-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: all deps build venv run test test-cpp test-python bench clean

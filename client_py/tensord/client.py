@@ -277,6 +277,71 @@ class Client:
         except NotFoundError:
             pass  # the session ended (lease ran out): nothing left to free
 
+    def _op(self, name: str, *args: Any, **attrs: Any) -> list[Tensor]:
+        """Runs server op `name` on tensors/numbers `args` with named `attrs` (None: omitted)."""
+        request = pb.OpRequest(op=name)
+        for arg in args:
+            if isinstance(arg, Tensor):
+                if arg._client is not self:
+                    raise ValueError(f"{name}: a tensor of another client cannot be an operand")
+                request.args.add(handle=arg._live_handle())
+            else:
+                request.args.add(scalar=_scalar(arg))
+        for key, value in attrs.items():
+            if value is None:
+                continue
+            if isinstance(value, (list, tuple)):
+                request.attrs[key].ints.values.extend(operator.index(v) for v in value)
+            else:
+                request.attrs[key].scalar.CopyFrom(_scalar(value))
+        response = self._session.call("Op", request)
+        return [self._wrap(meta) for meta in response.outputs]
+
+    def manual_seed(self, seed: int) -> None:
+        """Seeds this session's generator, like torch.manual_seed: later `rand`/`randn`
+        calls without their own `seed=` give the same tensors on every run."""
+        self._session.call("ManualSeed", pb.ManualSeedRequest(seed=_seed(seed)))
+
+    # ---- elementwise functions (torch.* names) ------------------------------
+
+    def where(self, condition: Tensor, input: Any, other: Any) -> Tensor:
+        """Elements of `input` where `condition` (a bool tensor) holds, else of `other`."""
+        return self._op("where", condition, input, other)[0]
+
+    def maximum(self, input: Tensor, other: Any) -> Tensor:
+        """Elementwise maximum; NaN wins, as in torch.maximum."""
+        return self._op("maximum", input, other)[0]
+
+    def minimum(self, input: Tensor, other: Any) -> Tensor:
+        """Elementwise minimum; NaN wins, as in torch.minimum."""
+        return self._op("minimum", input, other)[0]
+
+    def clamp(self, input: Tensor, min: Any = None, max: Any = None) -> Tensor:
+        return input.clamp(min, max)
+
+    # ---- linear algebra and joins (torch.* names) ---------------------------
+
+    def cat(self, tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+        """Concatenates `tensors` along the existing dimension `dim` (torch.cat).
+
+        Shapes must match except along `dim`; dtypes promote as in torch.cat.
+        1-D tensors of size 0 are skipped, as torch does for backward
+        compatibility.
+        """
+        if isinstance(tensors, Tensor):  # torch rejects a lone tensor too
+            raise TypeError("cat() expects a sequence of tensors, not a Tensor")
+        return self._op("cat", *tensors, dim=operator.index(dim))[0]
+
+    def stack(self, tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+        """Joins equally shaped `tensors` along a new dimension `dim` (torch.stack); dtypes promote."""
+        if isinstance(tensors, Tensor):
+            raise TypeError("stack() expects a sequence of tensors, not a Tensor")
+        return self._op("stack", *tensors, dim=operator.index(dim))[0]
+
+    def matmul(self, input: Tensor, other: Tensor) -> Tensor:
+        """Matrix product with torch.matmul's rules (see `Tensor.matmul`)."""
+        return input.matmul(other)
+
     def _create(self, kind: pb.CreateRequest.Kind, size: tuple, dtype: Any, **fields: Any) -> Tensor:
         request = pb.CreateRequest(
             kind=kind,

@@ -14,6 +14,7 @@ freeing a base does not invalidate its views.
 from __future__ import annotations
 
 import builtins
+import numbers
 import operator
 import weakref
 from builtins import bool as _bool, int as _int  # the class defines .bool() and .int(), like torch
@@ -242,6 +243,313 @@ class Tensor:
 
     def bool(self) -> "Tensor":
         return self.to("bool")
+
+    # ---- elementwise ops (one RPC each; results are new tensors) -----------
+
+    def _unary(self, name: str) -> "Tensor":
+        return self._client._op(name, self)[0]
+
+    def _binary(self, name: str, other: Any, reflected: _bool = False) -> "Tensor":
+        if not isinstance(other, (Tensor, numbers.Number, np.generic)):
+            return NotImplemented
+        args = (other, self) if reflected else (self, other)
+        return self._client._op(name, *args)[0]
+
+    def __add__(self, other: Any) -> "Tensor":
+        return self._binary("add", other)
+
+    def __radd__(self, other: Any) -> "Tensor":
+        return self._binary("add", other, reflected=True)
+
+    def __sub__(self, other: Any) -> "Tensor":
+        return self._binary("sub", other)
+
+    def __rsub__(self, other: Any) -> "Tensor":
+        return self._binary("sub", other, reflected=True)
+
+    def __mul__(self, other: Any) -> "Tensor":
+        return self._binary("mul", other)
+
+    def __rmul__(self, other: Any) -> "Tensor":
+        return self._binary("mul", other, reflected=True)
+
+    def __truediv__(self, other: Any) -> "Tensor":
+        return self._binary("div", other)
+
+    def __rtruediv__(self, other: Any) -> "Tensor":
+        return self._binary("div", other, reflected=True)
+
+    def __pow__(self, other: Any) -> "Tensor":
+        return self._binary("pow", other)
+
+    def __rpow__(self, other: Any) -> "Tensor":
+        return self._binary("pow", other, reflected=True)
+
+    def __neg__(self) -> "Tensor":
+        return self._unary("neg")
+
+    def __abs__(self) -> "Tensor":
+        return self._unary("abs")
+
+    # Comparisons give bool tensors, as in torch; so Tensors hash by identity.
+    def __eq__(self, other: Any) -> "Tensor":  # type: ignore[override]
+        return self._binary("eq", other)
+
+    def __ne__(self, other: Any) -> "Tensor":  # type: ignore[override]
+        return self._binary("ne", other)
+
+    def __lt__(self, other: Any) -> "Tensor":
+        return self._binary("lt", other)
+
+    def __le__(self, other: Any) -> "Tensor":
+        return self._binary("le", other)
+
+    def __gt__(self, other: Any) -> "Tensor":
+        return self._binary("gt", other)
+
+    def __ge__(self, other: Any) -> "Tensor":
+        return self._binary("ge", other)
+
+    __hash__ = object.__hash__
+
+    def add(self, other: Any) -> "Tensor":
+        return self._binary("add", other)
+
+    def sub(self, other: Any) -> "Tensor":
+        return self._binary("sub", other)
+
+    def mul(self, other: Any) -> "Tensor":
+        return self._binary("mul", other)
+
+    def div(self, other: Any) -> "Tensor":
+        """True division: integer tensors give float32, as in torch."""
+        return self._binary("div", other)
+
+    def pow(self, exponent: Any) -> "Tensor":
+        return self._binary("pow", exponent)
+
+    def maximum(self, other: Any) -> "Tensor":
+        return self._binary("maximum", other)
+
+    def minimum(self, other: Any) -> "Tensor":
+        return self._binary("minimum", other)
+
+    def eq(self, other: Any) -> "Tensor":
+        return self._binary("eq", other)
+
+    def ne(self, other: Any) -> "Tensor":
+        return self._binary("ne", other)
+
+    def lt(self, other: Any) -> "Tensor":
+        return self._binary("lt", other)
+
+    def le(self, other: Any) -> "Tensor":
+        return self._binary("le", other)
+
+    def gt(self, other: Any) -> "Tensor":
+        return self._binary("gt", other)
+
+    def ge(self, other: Any) -> "Tensor":
+        return self._binary("ge", other)
+
+    def neg(self) -> "Tensor":
+        return self._unary("neg")
+
+    def abs(self) -> "Tensor":
+        """Absolute value; complex tensors give their real dtype."""
+        return self._unary("abs")
+
+    def exp(self) -> "Tensor":
+        return self._unary("exp")
+
+    def log(self) -> "Tensor":
+        return self._unary("log")
+
+    def sqrt(self) -> "Tensor":
+        return self._unary("sqrt")
+
+    def rsqrt(self) -> "Tensor":
+        return self._unary("rsqrt")
+
+    def sin(self) -> "Tensor":
+        return self._unary("sin")
+
+    def cos(self) -> "Tensor":
+        return self._unary("cos")
+
+    def tanh(self) -> "Tensor":
+        return self._unary("tanh")
+
+    def sigmoid(self) -> "Tensor":
+        return self._unary("sigmoid")
+
+    def relu(self) -> "Tensor":
+        return self._unary("relu")
+
+    def gelu(self) -> "Tensor":
+        """The exact GELU, 0.5 x (1 + erf(x / sqrt(2))), torch's default."""
+        return self._unary("gelu")
+
+    def clamp(self, min: Any = None, max: Any = None) -> "Tensor":
+        """Limits values to [min, max]; either bound may be None."""
+        return self._client._op("clamp", self, min=min, max=max)[0]
+
+    def where(self, condition: "Tensor", other: Any) -> "Tensor":
+        """`self` where `condition` holds, else `other` (torch.Tensor.where)."""
+        return self._client._op("where", condition, self, other)[0]
+
+
+
+    # ---- reductions ----------------------------------------------------------
+
+    class ValuesIndices(tuple):
+        """`(values, indices)` from `max`/`min` with a `dim`, like torch.return_types.max."""
+
+        __slots__ = ()
+
+        def __new__(cls, values: "Tensor", indices: "Tensor") -> "Tensor.ValuesIndices":
+            return tuple.__new__(cls, (values, indices))
+
+        @property
+        def values(self) -> "Tensor":
+            return self[0]
+
+        @property
+        def indices(self) -> "Tensor":
+            return self[1]
+
+        def __repr__(self) -> str:
+            return f"values_indices(values={self[0]!r}, indices={self[1]!r})"
+
+    def _reduce(self, name: str, dim: _int | Sequence[_int] | None, keepdim: _bool, **attrs: Any) -> "Tensor":
+        # An int or a list both travel as the `dim` attribute; an empty list means every dim, as in torch.
+        return self._client._op(name, self, dim=dim, keepdim=_bool(keepdim), **attrs)[0]
+
+    def sum(self, dim: _int | Sequence[_int] | None = None, keepdim: _bool = False) -> "Tensor":
+        """Sum over `dim` (an int or a list; None: every dim). Bool and integer tensors give int64."""
+        return self._reduce("sum", dim, keepdim)
+
+    def prod(self, dim: _int | Sequence[_int] | None = None, keepdim: _bool = False) -> "Tensor":
+        """Product over `dim` (an int or a list; None: every dim). Bool and integer tensors give int64."""
+        return self._reduce("prod", dim, keepdim)
+
+    def mean(self, dim: _int | Sequence[_int] | None = None, keepdim: _bool = False) -> "Tensor":
+        """Mean over `dim`; floating point and complex tensors only (NaN over an empty dim)."""
+        return self._reduce("mean", dim, keepdim)
+
+    def var(
+        self, dim: _int | Sequence[_int] | None = None, keepdim: _bool = False, *, correction: _int = 1
+    ) -> "Tensor":
+        """Variance over `dim`: sum(|x - mean|^2) / max(0, N - correction); complex gives its real dtype."""
+        return self._reduce("var", dim, keepdim, correction=correction)
+
+    def std(
+        self, dim: _int | Sequence[_int] | None = None, keepdim: _bool = False, *, correction: _int = 1
+    ) -> "Tensor":
+        """Standard deviation over `dim`: the square root of `var` with the same arguments."""
+        return self._reduce("std", dim, keepdim, correction=correction)
+
+    def _max_min(self, name: str, dim: _int | None, keepdim: _bool) -> "Tensor | Tensor.ValuesIndices":
+        if dim is None:
+            return self._client._op(name, self)[0]
+        values, indices = self._client._op(name, self, dim=operator.index(dim), keepdim=_bool(keepdim))
+        return Tensor.ValuesIndices(values, indices)
+
+    def max(self, dim: _int | None = None, keepdim: _bool = False) -> "Tensor | Tensor.ValuesIndices":
+        """The largest element (a 0-d tensor), or `(values, indices)` along `dim`.
+
+        NaN counts as larger than every number; ties give the first index. Not for complex tensors.
+        """
+        return self._max_min("max", dim, keepdim)
+
+    def min(self, dim: _int | None = None, keepdim: _bool = False) -> "Tensor | Tensor.ValuesIndices":
+        """The smallest element (a 0-d tensor), or `(values, indices)` along `dim`; NaN wins, as in `max`."""
+        return self._max_min("min", dim, keepdim)
+
+    def argmax(self, dim: _int | None = None, keepdim: _bool = False) -> "Tensor":
+        """int64 index of the largest element along `dim`, or into the flattened tensor when `dim` is None."""
+        return self._reduce("argmax", None if dim is None else operator.index(dim), keepdim)
+
+    def argmin(self, dim: _int | None = None, keepdim: _bool = False) -> "Tensor":
+        """int64 index of the smallest element along `dim`, or into the flattened tensor when `dim` is None."""
+        return self._reduce("argmin", None if dim is None else operator.index(dim), keepdim)
+
+    def softmax(self, dim: _int) -> "Tensor":
+        """exp(x) / sum(exp(x)) along `dim`, computed stably; floating point tensors only."""
+        return self._client._op("softmax", self, dim=operator.index(dim))[0]
+
+    def log_softmax(self, dim: _int) -> "Tensor":
+        """log(softmax(x)) along `dim`, as x - max - log(sum(exp(x - max))); floating point tensors only."""
+        return self._client._op("log_softmax", self, dim=operator.index(dim))[0]
+
+    # ---- linear algebra, joins and in-place updates --------------------------
+
+    def matmul(self, other: "Tensor") -> "Tensor":
+        """Matrix product with torch.matmul's rules.
+
+        1-D @ 1-D is a dot product (a 0-d tensor); a 1-D operand is treated as
+        a row (left) or column (right) vector and that dim is dropped from the
+        result; dims before the last two are batch dims and broadcast. Both
+        operands must have the same dtype (bool is not supported).
+        """
+        return self._client._op("matmul", self, other)[0]
+
+    def __matmul__(self, other: Any) -> "Tensor":
+        if not isinstance(other, Tensor):
+            return NotImplemented
+        return self.matmul(other)
+
+    def __rmatmul__(self, other: Any) -> "Tensor":
+        if not isinstance(other, Tensor):
+            return NotImplemented
+        return other.matmul(self)
+
+    def mm(self, mat2: "Tensor") -> "Tensor":
+        """Product of two 2-D tensors (torch.mm: no vectors, no broadcasting)."""
+        return self._client._op("mm", self, mat2)[0]
+
+    def bmm(self, mat2: "Tensor") -> "Tensor":
+        """Batched product of two 3-D tensors with equal batch sizes (torch.bmm)."""
+        return self._client._op("bmm", self, mat2)[0]
+
+    def add_(self, other: Any, *, alpha: Any = 1) -> "Tensor":
+        """In place: self += alpha * other; returns self.
+
+        `other` (a tensor or number) broadcasts to self's shape. The sum is
+        computed in the promoted dtype and stored in self's, which must be of
+        at least the promoted kind (adding a float to an int64 tensor raises
+        InvalidArgumentError, as in torch). Views sharing self's storage see
+        the change.
+        """
+        plain = type(alpha) is _int and alpha == 1  # a bool or float alpha still gets checked
+        self._client._op("add_", self, other, alpha=None if plain else alpha)
+        return self
+
+    def mul_(self, other: Any) -> "Tensor":
+        """In place: self *= other (a tensor broadcasting to self's shape, or a number); returns self."""
+        self._client._op("mul_", self, other)
+        return self
+
+    def zero_(self) -> "Tensor":
+        """In place: sets every element to 0; returns self."""
+        self._client._op("zero_", self)
+        return self
+
+    def fill_(self, value: Any) -> "Tensor":
+        """In place: sets every element to `value` (a number or a 0-d tensor); returns self.
+
+        Floats truncate into integer tensors; a value out of the dtype's range
+        (300 into int8) raises InvalidArgumentError.
+        """
+        self._client._op("fill_", self, value)
+        return self
+
+    def copy_(self, src: "Tensor") -> "Tensor":
+        """In place: copies `src`, broadcast to self's shape and cast to self's dtype; returns self."""
+        if not isinstance(src, Tensor):
+            raise TypeError(f"copy_() expects a Tensor, got {type(src).__name__}")
+        self._client._op("copy_", self, src)
+        return self
 
     # ---- lifetime -----------------------------------------------------------
 

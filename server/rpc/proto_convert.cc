@@ -60,6 +60,33 @@ absl::StatusOr<IndexItem> FromProto(const v1::IndexItem& item) {
   return absl::InvalidArgumentError("index item with none of select/slice/ellipsis/new_axis");
 }
 
+absl::StatusOr<Attr> AttrFromProto(const v1::OpArg& arg) {
+  switch (arg.value_case()) {
+    case v1::OpArg::kScalar: {
+      const v1::Scalar& s = arg.scalar();
+      if (s.imag() != 0) return Attr(FromProto(s));
+      switch (s.value_case()) {
+        case v1::Scalar::kB: return Attr(s.b());
+        case v1::Scalar::kI: return Attr(s.i());
+        case v1::Scalar::kF: return Attr(s.f());
+        case v1::Scalar::VALUE_NOT_SET: break;
+      }
+      return absl::InvalidArgumentError("attribute scalar has no value");
+    }
+    case v1::OpArg::kInts: return Attr(ToDims(arg.ints().values()));
+    case v1::OpArg::kDtype: {
+      absl::StatusOr<DType> dtype = FromProto(arg.dtype());
+      if (!dtype.ok()) return dtype.status();
+      return Attr(*dtype);
+    }
+    case v1::OpArg::kText: return Attr(arg.text());
+    case v1::OpArg::kHandle:
+      return absl::InvalidArgumentError("a tensor cannot be a named attribute");
+    case v1::OpArg::VALUE_NOT_SET: break;
+  }
+  return absl::InvalidArgumentError("attribute without a value");
+}
+
 void FillMeta(const std::string& handle, const Tensor& tensor, v1::TensorMeta* meta) {
   meta->set_handle(handle);
   meta->set_dtype(ToProto(tensor.dtype()));

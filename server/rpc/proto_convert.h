@@ -11,6 +11,7 @@
 #include "core/scalar.h"
 #include "core/tensor.h"
 #include "core/views.h"
+#include "ops/op.h"
 #include "tensord/v1/tensord.pb.h"
 
 namespace tensord {
@@ -25,6 +26,9 @@ Dims ToDims(const google::protobuf::RepeatedField<int64_t>& values);
 Scalar FromProto(const v1::Scalar& scalar);
 SliceSpec FromProto(const v1::Slice& slice);
 absl::StatusOr<IndexItem> FromProto(const v1::IndexItem& item);
+
+// An attribute value of an OpRequest (handles are not attributes).
+absl::StatusOr<Attr> AttrFromProto(const v1::OpArg& arg);
 
 void FillMeta(const std::string& handle, const Tensor& tensor, v1::TensorMeta* meta);
 

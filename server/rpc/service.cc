@@ -187,7 +187,10 @@ grpc::ServerUnaryReactor* TensordService::Create(grpc::CallbackServerContext* co
     ASSIGN_OR_RETURN(options.dtype, FromProto(request->dtype()));
     options.budget = budget_;
     Dims shape = ToDims(request->shape());
-    const uint64_t seed = request->has_seed() ? request->seed() : RandomSeed();
+    const bool random = request->kind() == v1::CreateRequest::RAND ||
+                        request->kind() == v1::CreateRequest::RANDN;
+    const uint64_t seed =
+        request->has_seed() ? request->seed() : (random ? session->NextSeed() : 0);
     absl::StatusOr<Tensor> tensor;
     switch (request->kind()) {
       case v1::CreateRequest::EMPTY:
@@ -220,6 +223,16 @@ grpc::ServerUnaryReactor* TensordService::Create(grpc::CallbackServerContext* co
     }
     if (!tensor.ok()) return tensor.status();
     return Publish(*session, *std::move(tensor), response);
+  });
+}
+
+grpc::ServerUnaryReactor* TensordService::ManualSeed(grpc::CallbackServerContext* context,
+                                                     const v1::ManualSeedRequest* request,
+                                                     v1::ManualSeedResponse*) {
+  return Respond(context, [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(std::shared_ptr<Session> session, SessionFor(context));
+    session->ManualSeed(request->seed());
+    return absl::OkStatus();
   });
 }
 
@@ -259,6 +272,41 @@ grpc::ServerUnaryReactor* TensordService::Copy(grpc::CallbackServerContext* cont
     }
     if (!result.ok()) return result.status();
     return Publish(*session, *std::move(result), response);
+  });
+}
+
+grpc::ServerUnaryReactor* TensordService::Op(grpc::CallbackServerContext* context,
+                                             const v1::OpRequest* request,
+                                             v1::OpResponse* response) {
+  return Respond(context, [&]() -> absl::Status {
+    ASSIGN_OR_RETURN(std::shared_ptr<Session> session, SessionFor(context));
+    std::vector<Operand> args;
+    for (const v1::OpArg& arg : request->args()) {
+      if (arg.value_case() == v1::OpArg::kHandle) {
+        ASSIGN_OR_RETURN(Tensor tensor, session->Get(arg.handle()));
+        args.push_back(std::move(tensor));
+      } else if (arg.value_case() == v1::OpArg::kScalar) {
+        args.push_back(FromProto(arg.scalar()));
+      } else {
+        return absl::InvalidArgumentError(absl::StrCat(
+            request->op(), ": positional arguments must be tensors or numbers"));
+      }
+    }
+    std::map<std::string, Attr> attrs;
+    for (const auto& [name, arg] : request->attrs()) {
+      absl::StatusOr<Attr> attr = AttrFromProto(arg);
+      if (!attr.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(request->op(), ": attribute '", name, "': ", attr.status().message()));
+      }
+      attrs.emplace(name, *std::move(attr));
+    }
+    ASSIGN_OR_RETURN(std::vector<Tensor> outputs,
+                     RunOp(OpContext(request->op(), std::move(args), std::move(attrs), budget_)));
+    for (Tensor& output : outputs) {
+      RETURN_IF_ERROR(Publish(*session, std::move(output), response->add_outputs()));
+    }
+    return absl::OkStatus();
   });
 }
 

@@ -72,12 +72,18 @@ class TensordService final
   grpc::ServerUnaryReactor* Create(grpc::CallbackServerContext* context,
                                    const v1::CreateRequest* request,
                                    v1::TensorMeta* response) override;
+  grpc::ServerUnaryReactor* ManualSeed(grpc::CallbackServerContext* context,
+                                       const v1::ManualSeedRequest* request,
+                                       v1::ManualSeedResponse* response) override;
   grpc::ServerUnaryReactor* View(grpc::CallbackServerContext* context,
                                  const v1::ViewRequest* request,
                                  v1::TensorMeta* response) override;
   grpc::ServerUnaryReactor* Copy(grpc::CallbackServerContext* context,
                                  const v1::CopyRequest* request,
                                  v1::TensorMeta* response) override;
+  grpc::ServerUnaryReactor* Op(grpc::CallbackServerContext* context,
+                               const v1::OpRequest* request,
+                               v1::OpResponse* response) override;
 
  private:
   const std::shared_ptr<MemoryBudget> budget_;

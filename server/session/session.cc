@@ -5,6 +5,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "core/create.h"
 
 namespace tensord {
 
@@ -88,6 +89,19 @@ int64_t Session::Close() {
     dropped.swap(tensors_);
   }
   return static_cast<int64_t>(dropped.size());
+}
+
+void Session::ManualSeed(uint64_t seed) {
+  absl::MutexLock lock(&mu_);
+  generator_.emplace(seed);
+}
+
+uint64_t Session::NextSeed() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (generator_) return (*generator_)();
+  }
+  return RandomSeed();
 }
 
 std::shared_ptr<Session> SessionRegistry::Open(std::string client_name) {

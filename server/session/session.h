@@ -13,6 +13,8 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -50,12 +52,19 @@ class Session {
   // Drops every tensor and refuses new ones; returns how many were dropped.
   int64_t Close();
 
+  // Seeds the session's generator (ManualSeed).
+  void ManualSeed(uint64_t seed);
+  // A seed for a random op that has none of its own: the next draw of the
+  // session's generator once ManualSeed was called, else fresh OS entropy.
+  uint64_t NextSeed();
+
  private:
   const std::string id_;
   const std::string client_name_;
   mutable absl::Mutex mu_;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   absl::flat_hash_map<std::string, Tensor> tensors_ ABSL_GUARDED_BY(mu_);
+  std::optional<std::mt19937_64> generator_ ABSL_GUARDED_BY(mu_);
 };
 
 class SessionRegistry {

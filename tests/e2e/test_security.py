@@ -173,6 +173,10 @@ def test_every_tensord_rpc_needs_the_token(token_server):
             ),
             "Copy": lambda md: stub.Copy(pb.CopyRequest(handle=handle, kind=pb.CopyRequest.CLONE), metadata=md, timeout=10),
             "Free": lambda md: stub.Free(pb.FreeRequest(handles=[handle]), metadata=md, timeout=10),
+            "ManualSeed": lambda md: stub.ManualSeed(pb.ManualSeedRequest(seed=1), metadata=md, timeout=10),
+            "Op": lambda md: stub.Op(
+                pb.OpRequest(op="neg", args=[pb.OpArg(handle=handle)]), metadata=md, timeout=10
+            ),
             "CloseSession": lambda md: stub.CloseSession(pb.CloseSessionRequest(), metadata=md, timeout=10),
         }
         declared = {m.name for m in pb.DESCRIPTOR.services_by_name["Tensord"].methods}

@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Per-op overhead and compute speed of tensord, against baselines from the same run.
+
+* `a + b` on two small tensors (one Op RPC, result returned as a handle) next
+  to the emptiest RPC the same client can make to the same server
+  (KeepAlive): the ratio is what an op costs beyond a round trip.
+* A 1024x1024 float32 matmul on the server next to NumPy's in this process
+  (both OpenBLAS underneath); the server figure includes its RPC.
+
+Medians of interleaved runs.
+
+    .venv/bin/python bench/ops.py [--runs N] [--size N]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import statistics
+import subprocess
+import time
+from typing import Callable
+
+import numpy as np
+
+import tensord
+from tensord.v1 import tensord_pb2 as pb
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+BINARY = pathlib.Path(os.environ.get("TENSORD_BIN", ROOT / "build" / "tensord"))
+
+
+def medians(candidates: dict[str, Callable[[], object]], runs: int) -> dict[str, float]:
+    for fn in candidates.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(runs):
+        for name, fn in candidates.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=200, help="rounds for the latency figures")
+    parser.add_argument("--size", type=int, default=1024, help="matmul size N (NxN float32)")
+    args = parser.parse_args()
+
+    proc = subprocess.Popen([str(BINARY), "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        address = proc.stdout.readline().split()[-1]
+        with tensord.connect(address) as td:
+            a = td.from_numpy(np.ones((4, 4), np.float32))
+            b = td.from_numpy(np.ones((4, 4), np.float32))
+            session = td._session
+
+            lat = medians({
+                "a + b (4x4 float32)": lambda: a + b,
+                "empty RPC (KeepAlive)": lambda: session.call("KeepAlive", pb.KeepAliveRequest()),
+            }, args.runs)
+            print(f"latency, median of {args.runs} interleaved runs, loopback, {os.cpu_count()} CPUs")
+            base = lat["empty RPC (KeepAlive)"]
+            for name, seconds in lat.items():
+                print(f"  {name:<34}{seconds * 1e6:9.1f} us   {seconds / base:5.2f}x the empty RPC")
+            print("  (results are freed by the client's background thread, outside the timing)")
+
+            n = args.size
+            x = np.random.default_rng(0).random((n, n), dtype=np.float32)
+            y = np.random.default_rng(1).random((n, n), dtype=np.float32)
+            tx, ty = td.from_numpy(x), td.from_numpy(y)
+            if hasattr(tx, "matmul"):
+                runs = max(5, args.runs // 20)
+
+                def server() -> None:
+                    (tx @ ty).free()
+
+                mm = medians({"tensord matmul": server, "NumPy matmul": lambda: x @ y}, runs)
+                flops = 2 * n ** 3
+                print(f"\n{n}x{n} float32 matmul, median of {runs} interleaved runs")
+                for name, seconds in mm.items():
+                    print(f"  {name:<34}{seconds * 1e3:9.2f} ms  {flops / seconds / 1e9:7.1f} GFLOP/s")
+                print(f"  tensord / NumPy speed: {mm['NumPy matmul'] / mm['tensord matmul']:.2f}x")
+                np.testing.assert_allclose((tx @ ty).numpy(), x @ y, rtol=1e-4)
+            else:
+                print("\nmatmul: not available in this build")
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+if __name__ == "__main__":
+    main()

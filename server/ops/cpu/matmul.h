@@ -1,0 +1,29 @@
+// CPU matrix multiplication: the compute half of the `matmul` op, after
+// ops/linalg.cc has validated shapes and dtypes and broadcast the batch dims.
+//
+// float32 and float64 go to OpenBLAS (cblas_sgemm / cblas_dgemm), reading
+// each operand in place when its last two dims are row- or column-major;
+// every other dtype runs a cache-friendly i-k-j loop (integers wrap modulo
+// 2^n like PyTorch's, float16/bfloat16 accumulate in float, complex in its
+// own type).
+//
+// Thread-safety: reentrant. GEMMs from concurrent requests take turns on
+// OpenBLAS's one thread pool (one thread per core, its default; see
+// gemm_mutex in matmul.cc), so N gRPC handlers running matmul at once keep
+// at most that pool busy, plus N - 1 callers blocked, not N pools.
+#pragma once
+
+#include "absl/status/status.h"
+#include "core/tensor.h"
+
+namespace tensord::cpu {
+
+// out[..., M, N] = a[..., M, K] @ b[..., K, N] for every batch index.
+// REQUIRES: a, b and out share one dtype (not bool) and one rank >= 2; a's
+// and b's batch dims already equal out's (broadcast with stride 0 where
+// they repeat); out is C-contiguous, fresh, and overlaps neither operand.
+// a and b may have any strides. Fails only when a copy of an operand that
+// BLAS cannot read in place does not fit the memory budget.
+absl::Status Matmul(const Tensor& a, const Tensor& b, const Tensor& out);
+
+}  // namespace tensord::cpu

@@ -1,0 +1,147 @@
+// Elementwise math as small functors, shared by the CPU loops and (later)
+// the CUDA kernels: each is `__host__ __device__` and templated on the
+// compute type `T` (float for float16/bfloat16, the dtype itself otherwise).
+// `Out<T>` is the result type: T, bool for predicates, or the real type of a
+// complex T for abs.
+// Header-only, stateless.
+#pragma once
+
+#include <cmath>
+#include <complex>
+#include <type_traits>
+
+#include "core/half.h"
+
+namespace tensord::functors {
+
+template <typename T>
+struct IsComplexT : std::false_type {};
+template <typename R>
+struct IsComplexT<std::complex<R>> : std::true_type {};
+
+template <typename T>
+struct RealOf {
+  using type = T;
+};
+template <typename R>
+struct RealOf<std::complex<R>> {
+  using type = R;
+};
+
+#define TENSORD_SAME_OUT \
+  template <typename T>  \
+  using Out = T;
+#define TENSORD_BOOL_OUT \
+  template <typename T>  \
+  using Out = bool;
+
+// ---- binary -------------------------------------------------------------------
+struct Add {
+  TENSORD_SAME_OUT
+  template <typename T> TENSORD_HOST_DEVICE T operator()(T a, T b) const {
+    if constexpr (std::is_same_v<T, bool>) return a || b;
+    else return a + b;
+  }
+};
+struct Sub {
+  TENSORD_SAME_OUT
+  template <typename T> TENSORD_HOST_DEVICE T operator()(T a, T b) const { return a - b; }
+};
+struct Mul {
+  TENSORD_SAME_OUT
+  template <typename T> TENSORD_HOST_DEVICE T operator()(T a, T b) const {
+    if constexpr (std::is_same_v<T, bool>) return a && b;
+    else return a * b;
+  }
+};
+struct Div {  // true division: callers promote integers to floating point first
+  TENSORD_SAME_OUT
+  template <typename T> TENSORD_HOST_DEVICE T operator()(T a, T b) const { return a / b; }
+};
+struct Pow {
+  TENSORD_SAME_OUT
+  template <typename T> TENSORD_HOST_DEVICE T operator()(T a, T b) const {
+    if constexpr (std::is_integral_v<T>) {
+      // Exponentiation by squaring; negative exponents give 0 except for
+      // bases 1 and -1, as in PyTorch (callers reject them for clarity).
+      T result = 1;
+      for (T e = b; e > 0; e >>= 1) {
+        if (e & 1) result = static_cast<T>(result * a);
+        a = static_cast<T>(a * a);
+      }
+      return result;
+    } else {
+      return std::pow(a, b);
+    }
+  }
+};
+struct Maximum {  // NaN-propagating, like torch.maximum
+  TENSORD_SAME_OUT
+  template <typename T> TENSORD_HOST_DEVICE T operator()(T a, T b) const {
+    if constexpr (std::is_floating_point_v<T>) {
+      if (a != a || b != b) return a != a ? a : b;
+    }
+    return a > b ? a : b;
+  }
+};
+struct Minimum {
+  TENSORD_SAME_OUT
+  template <typename T> TENSORD_HOST_DEVICE T operator()(T a, T b) const {
+    if constexpr (std::is_floating_point_v<T>) {
+      if (a != a || b != b) return a != a ? a : b;
+    }
+    return a < b ? a : b;
+  }
+};
+struct Eq { TENSORD_BOOL_OUT template <typename T> TENSORD_HOST_DEVICE bool operator()(T a, T b) const { return a == b; } };
+struct Ne { TENSORD_BOOL_OUT template <typename T> TENSORD_HOST_DEVICE bool operator()(T a, T b) const { return a != b; } };
+struct Lt { TENSORD_BOOL_OUT template <typename T> TENSORD_HOST_DEVICE bool operator()(T a, T b) const { return a < b; } };
+struct Le { TENSORD_BOOL_OUT template <typename T> TENSORD_HOST_DEVICE bool operator()(T a, T b) const { return a <= b; } };
+struct Gt { TENSORD_BOOL_OUT template <typename T> TENSORD_HOST_DEVICE bool operator()(T a, T b) const { return a > b; } };
+struct Ge { TENSORD_BOOL_OUT template <typename T> TENSORD_HOST_DEVICE bool operator()(T a, T b) const { return a >= b; } };
+
+// ---- unary --------------------------------------------------------------------
+struct Neg {
+  TENSORD_SAME_OUT
+  template <typename T> TENSORD_HOST_DEVICE T operator()(T a) const { return -a; }
+};
+struct Abs {
+  template <typename T>
+  using Out = typename RealOf<T>::type;
+  template <typename T> TENSORD_HOST_DEVICE Out<T> operator()(T a) const {
+    if constexpr (IsComplexT<T>::value || std::is_floating_point_v<T>) return std::abs(a);
+    else if constexpr (std::is_unsigned_v<T> || std::is_same_v<T, bool>) return a;
+    else return a < T(0) ? T(-a) : a;
+  }
+};
+struct Exp { TENSORD_SAME_OUT template <typename T> TENSORD_HOST_DEVICE T operator()(T a) const { return std::exp(a); } };
+struct Log { TENSORD_SAME_OUT template <typename T> TENSORD_HOST_DEVICE T operator()(T a) const { return std::log(a); } };
+struct Sqrt { TENSORD_SAME_OUT template <typename T> TENSORD_HOST_DEVICE T operator()(T a) const { return std::sqrt(a); } };
+struct Rsqrt { TENSORD_SAME_OUT template <typename T> TENSORD_HOST_DEVICE T operator()(T a) const { return T(1) / std::sqrt(a); } };
+struct Sin { TENSORD_SAME_OUT template <typename T> TENSORD_HOST_DEVICE T operator()(T a) const { return std::sin(a); } };
+struct Cos { TENSORD_SAME_OUT template <typename T> TENSORD_HOST_DEVICE T operator()(T a) const { return std::cos(a); } };
+struct Tanh { TENSORD_SAME_OUT template <typename T> TENSORD_HOST_DEVICE T operator()(T a) const { return std::tanh(a); } };
+struct Sigmoid {
+  TENSORD_SAME_OUT
+  template <typename T> TENSORD_HOST_DEVICE T operator()(T a) const { return T(1) / (T(1) + std::exp(-a)); }
+};
+struct Relu {
+  TENSORD_SAME_OUT
+  template <typename T> TENSORD_HOST_DEVICE T operator()(T a) const {
+    if constexpr (std::is_floating_point_v<T>) {
+      if (a != a) return a;  // NaN stays NaN
+    }
+    return a > T(0) ? a : T(0);
+  }
+};
+struct Gelu {  // the exact form, 0.5 x (1 + erf(x / sqrt 2)), PyTorch's default
+  TENSORD_SAME_OUT
+  template <typename T> TENSORD_HOST_DEVICE T operator()(T a) const {
+    return T(0.5) * a * (T(1) + std::erf(a * T(0.70710678118654752440)));
+  }
+};
+
+#undef TENSORD_SAME_OUT
+#undef TENSORD_BOOL_OUT
+
+}  // namespace tensord::functors

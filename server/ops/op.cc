@@ -1,0 +1,123 @@
+#include "ops/op.h"
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+
+namespace tensord {
+namespace {
+
+const OpTable& Registry() {
+  static const OpTable* table = [] {
+    auto* t = new OpTable();
+    AddElementwiseOps(*t);
+    AddReductionOps(*t);
+    AddLinalgOps(*t);
+    return t;
+  }();
+  return *table;
+}
+
+absl::string_view AttrTypeName(const Attr& attr) {
+  static constexpr absl::string_view kNames[] = {"int",   "float", "bool", "int list",
+                                                 "dtype", "scalar", "string"};
+  return kNames[attr.index()];
+}
+
+}  // namespace
+
+absl::StatusOr<const OpFunction*> FindOp(absl::string_view name) {
+  auto it = Registry().find(name);
+  if (it == Registry().end()) {
+    return absl::NotFoundError(absl::StrCat("unknown op '", name, "'"));
+  }
+  return &it->second;
+}
+
+absl::StatusOr<std::vector<Tensor>> RunOp(const OpContext& context) {
+  absl::StatusOr<const OpFunction*> fn = FindOp(context.op());
+  if (!fn.ok()) return fn.status();
+  absl::StatusOr<std::vector<Tensor>> result = (**fn)(context);
+  if (!result.ok()) {
+    return absl::Status(result.status().code(),
+                        absl::StrCat(context.op(), ": ", result.status().message()));
+  }
+  return result;
+}
+
+absl::Status OpContext::ExpectArgs(size_t min, size_t max) const {
+  if (args_.size() < min || args_.size() > max) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "takes ", min == max ? absl::StrCat(min) : absl::StrCat(min, " to ", max),
+        " arguments but got ", args_.size()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Tensor> OpContext::TensorArg(size_t i) const {
+  if (i >= args_.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("missing argument ", i));
+  }
+  if (const Tensor* t = std::get_if<Tensor>(&args_[i])) return *t;
+  return absl::InvalidArgumentError(absl::StrCat("argument ", i, " must be a tensor, not a scalar"));
+}
+
+namespace {
+template <typename T>
+absl::StatusOr<const T*> Get(const std::map<std::string, Attr>& attrs, const std::string& name,
+                             absl::string_view want) {
+  auto it = attrs.find(name);
+  if (it == attrs.end()) return nullptr;
+  if (const T* value = std::get_if<T>(&it->second)) return value;
+  return absl::InvalidArgumentError(absl::StrCat("attribute '", name, "' must be ", want,
+                                                 ", not ", AttrTypeName(it->second)));
+}
+}  // namespace
+
+absl::StatusOr<std::optional<int64_t>> OpContext::Int(const std::string& name) const {
+  absl::StatusOr<const int64_t*> v = Get<int64_t>(attrs_, name, "an int");
+  if (!v.ok()) return v.status();
+  return *v ? std::optional<int64_t>(**v) : std::nullopt;
+}
+
+absl::StatusOr<bool> OpContext::Bool(const std::string& name, bool fallback) const {
+  absl::StatusOr<const bool*> v = Get<bool>(attrs_, name, "a bool");
+  if (!v.ok()) return v.status();
+  return *v ? **v : fallback;
+}
+
+absl::StatusOr<std::optional<double>> OpContext::Double(const std::string& name) const {
+  auto it = attrs_.find(name);
+  if (it == attrs_.end()) return std::nullopt;
+  if (const double* d = std::get_if<double>(&it->second)) return *d;
+  if (const int64_t* i = std::get_if<int64_t>(&it->second)) return static_cast<double>(*i);
+  return absl::InvalidArgumentError(absl::StrCat("attribute '", name, "' must be a number, not ",
+                                                 AttrTypeName(it->second)));
+}
+
+absl::StatusOr<std::optional<Dims>> OpContext::Dims_(const std::string& name) const {
+  auto it = attrs_.find(name);
+  if (it == attrs_.end()) return std::nullopt;
+  if (const Dims* d = std::get_if<Dims>(&it->second)) return *d;
+  if (const int64_t* i = std::get_if<int64_t>(&it->second)) return Dims{*i};
+  return absl::InvalidArgumentError(absl::StrCat(
+      "attribute '", name, "' must be an int or a list of ints, not ", AttrTypeName(it->second)));
+}
+
+absl::StatusOr<std::optional<DType>> OpContext::DTypeAttr(const std::string& name) const {
+  absl::StatusOr<const DType*> v = Get<DType>(attrs_, name, "a dtype");
+  if (!v.ok()) return v.status();
+  return *v ? std::optional<DType>(**v) : std::nullopt;
+}
+
+absl::StatusOr<std::optional<Scalar>> OpContext::ScalarAttr(const std::string& name) const {
+  auto it = attrs_.find(name);
+  if (it == attrs_.end()) return std::nullopt;
+  if (const Scalar* s = std::get_if<Scalar>(&it->second)) return *s;
+  if (const int64_t* i = std::get_if<int64_t>(&it->second)) return Scalar{*i};
+  if (const double* d = std::get_if<double>(&it->second)) return Scalar{*d};
+  if (const bool* b = std::get_if<bool>(&it->second)) return Scalar{*b};
+  return absl::InvalidArgumentError(absl::StrCat("attribute '", name, "' must be a number, not ",
+                                                 AttrTypeName(it->second)));
+}
+
+}  // namespace tensord
