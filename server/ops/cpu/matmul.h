@@ -1,15 +1,16 @@
 // CPU matrix multiplication: the compute half of the `matmul` op, after
 // ops/linalg.cc has validated shapes and dtypes and broadcast the batch dims.
 //
-// float32 and float64 go to OpenBLAS (cblas_sgemm / cblas_dgemm), reading
-// each operand in place when its last two dims are row- or column-major;
+// float32 and float64 go to OpenBLAS (cblas_?gemm, or cblas_?gemv when the
+// product has one row or one column), reading each operand in place when its
+// last two dims are row- or column-major and copying it first otherwise;
 // every other dtype runs a cache-friendly i-k-j loop (integers wrap modulo
 // 2^n like PyTorch's, float16/bfloat16 accumulate in float, complex in its
 // own type).
 //
-// Thread-safety: reentrant. GEMMs from concurrent requests take turns on
+// Thread-safety: reentrant. BLAS calls from concurrent requests take turns on
 // OpenBLAS's one thread pool (one thread per core, its default; see
-// gemm_mutex in matmul.cc), so N gRPC handlers running matmul at once keep
+// blas_mutex in matmul.cc), so N gRPC handlers running matmul at once keep
 // at most that pool busy, plus N - 1 callers blocked, not N pools.
 #pragma once
 
