@@ -77,7 +77,7 @@ def array_from_download(head: pb.DownloadHeader, data: bytes) -> np.ndarray:
     )
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 10.0, interval: float = 0.05) -> bool:
+def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, interval: float = 0.05) -> bool:
     """Polls `predicate` until it holds or `timeout` seconds pass; returns whether it held.
 
     Server-side cleanup (cancelled uploads, closed sessions, finalized client

@@ -15,11 +15,12 @@ import re
 import socket
 import subprocess
 import threading
-import time
-from typing import Callable, Iterator, Sequence
+from typing import Iterator, Sequence
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from raw_wire import wait_for  # noqa: F401  (re-exported for the tests that use servers)
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BINARY = pathlib.Path(os.environ.get("TENSORD_BIN", ROOT / "build" / "tensord"))
@@ -53,16 +54,6 @@ def ipv6_loopback_available() -> bool:
         return True
     except OSError:
         return False
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float = 20.0, interval: float = 0.05) -> bool:
-    """Polls `predicate` until it holds or `timeout` seconds pass; returns whether it held."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-    return True
 
 
 class Tensord:
