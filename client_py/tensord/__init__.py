@@ -9,6 +9,8 @@
 
 Errors are `tensord.Error` subclasses named after the gRPC status codes.
 """
+from tensord import autograd
+from tensord.autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from tensord.client import CHUNK_BYTES, Client, connect
 from tensord.errors import (
     CancelledError,
@@ -28,6 +30,7 @@ from tensord.errors import (
 )
 from tensord.info import MemoryInfo, TensorInfo
 from tensord.tensor import Tensor
+from tensord import nn, optim  # noqa: E402 (they build on Tensor)
 
 __version__ = "0.1.0"
 
@@ -51,5 +54,12 @@ __all__ = [
     "UnauthenticatedError",
     "UnavailableError",
     "UnimplementedError",
+    "autograd",
     "connect",
+    "enable_grad",
+    "is_grad_enabled",
+    "nn",
+    "no_grad",
+    "optim",
+    "set_grad_enabled",
 ]

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import grpc
 import numpy as np
 
-from tensord import _layout, _wire, dtypes
+from tensord import _layout, _wire, autograd, dtypes
 from tensord._session import MAX_MESSAGE_BYTES, Session
 from tensord.errors import NotFoundError
 from tensord.info import MemoryInfo, TensorInfo
@@ -121,6 +121,31 @@ class Client:
         self._finalizer = weakref.finalize(self, self._session.close_when_collected)
         self._finalizer.atexit = False  # at exit, _session closes every open session itself
 
+    # ---- PyTorch-style namespaces -------------------------------------------
+
+    @property
+    def nn(self) -> Any:
+        """`tensord.nn` with layers that create their parameters on this client's server:
+        `td.nn.Linear(3, 2)`, `class Net(td.nn.Module)`, `td.nn.MSELoss()`."""
+        bound = self.__dict__.get("_nn")
+        if bound is None:
+            import tensord.nn
+
+            bound = self.__dict__.setdefault("_nn", tensord.nn.bind(self))
+        return bound
+
+    @property
+    def optim(self) -> Any:
+        """`tensord.optim`: `td.optim.SGD(model.parameters(), lr=0.01)`."""
+        import tensord.optim
+
+        return tensord.optim
+
+    no_grad = autograd.no_grad
+    enable_grad = autograd.enable_grad
+    set_grad_enabled = autograd.set_grad_enabled
+    is_grad_enabled = staticmethod(autograd.is_grad_enabled)
+
     # ---- session ------------------------------------------------------------
 
     @property
@@ -167,43 +192,58 @@ class Client:
         ).SerializeToString()
         return self._wrap(self._session.upload(_wire.upload_messages(header, plan.span, self._chunk_bytes)))
 
-    def tensor(self, data: Any, dtype: dtypes.DTypeLike | None = None) -> Tensor:
+    def tensor(self, data: Any, dtype: dtypes.DTypeLike | None = None, requires_grad: bool = False) -> Tensor:
         """A new tensor holding a copy of `data` (nested lists, scalars, arrays or a Tensor).
 
         Without `dtype`, arrays keep theirs and Python values follow torch:
         floats become float32, complex complex64, ints int64, bools bool.
+        With `requires_grad` the result is a leaf that accumulates gradients.
         """
         if isinstance(data, Tensor):
-            if dtype is None or dtypes.resolve(dtype) == data.dtype:
-                return data.clone()
-            return data.to(dtype)
-        if dtype is not None:
-            return self.from_numpy(np.asarray(data, dtype=dtypes.resolve(dtype)))
-        arr = np.asarray(data)
-        if not isinstance(data, (np.ndarray, np.generic)):
-            arr = arr.astype(_torch_default(arr.dtype), copy=False)
-        return self.from_numpy(arr)
+            with autograd.no_grad():  # torch.tensor(t) copies without history
+                if dtype is None or dtypes.resolve(dtype) == data.dtype:
+                    result = data.clone()
+                else:
+                    result = data.to(dtype)
+        elif dtype is not None:
+            result = self.from_numpy(np.asarray(data, dtype=dtypes.resolve(dtype)))
+        else:
+            arr = np.asarray(data)
+            if not isinstance(data, (np.ndarray, np.generic)):
+                arr = arr.astype(_torch_default(arr.dtype), copy=False)
+            result = self.from_numpy(arr)
+        return result.requires_grad_() if requires_grad else result
 
     # ---- creation -----------------------------------------------------------
 
-    def empty(self, *size: int | Sequence[int], dtype: dtypes.DTypeLike | None = None) -> Tensor:
+    def empty(
+        self, *size: int | Sequence[int], dtype: dtypes.DTypeLike | None = None, requires_grad: bool = False
+    ) -> Tensor:
         """Uninitialized values (float32 by default)."""
-        return self._create(pb.CreateRequest.EMPTY, size, dtype)
+        return self._create(pb.CreateRequest.EMPTY, size, dtype, requires_grad=requires_grad)
 
-    def zeros(self, *size: int | Sequence[int], dtype: dtypes.DTypeLike | None = None) -> Tensor:
-        return self._create(pb.CreateRequest.ZEROS, size, dtype)
+    def zeros(
+        self, *size: int | Sequence[int], dtype: dtypes.DTypeLike | None = None, requires_grad: bool = False
+    ) -> Tensor:
+        return self._create(pb.CreateRequest.ZEROS, size, dtype, requires_grad=requires_grad)
 
-    def ones(self, *size: int | Sequence[int], dtype: dtypes.DTypeLike | None = None) -> Tensor:
-        return self._create(pb.CreateRequest.ONES, size, dtype)
+    def ones(
+        self, *size: int | Sequence[int], dtype: dtypes.DTypeLike | None = None, requires_grad: bool = False
+    ) -> Tensor:
+        return self._create(pb.CreateRequest.ONES, size, dtype, requires_grad=requires_grad)
 
     def full(
-        self, size: int | Sequence[int], fill_value: bool | int | float | complex, dtype: dtypes.DTypeLike | None = None
+        self,
+        size: int | Sequence[int],
+        fill_value: bool | int | float | complex,
+        dtype: dtypes.DTypeLike | None = None,
+        requires_grad: bool = False,
     ) -> Tensor:
         """Every element `fill_value`; the dtype follows the fill's Python type unless given."""
         fill = _scalar(fill_value)
         if dtype is None:
             dtype = _scalar_default_dtype(fill_value)
-        return self._create(pb.CreateRequest.FULL, (size,), dtype, fill=fill)
+        return self._create(pb.CreateRequest.FULL, (size,), dtype, fill=fill, requires_grad=requires_grad)
 
     def arange(
         self,
@@ -212,6 +252,7 @@ class Client:
         step: int | float = 1,
         *,
         dtype: dtypes.DTypeLike | None = None,
+        requires_grad: bool = False,
     ) -> Tensor:
         """`arange(end)` or `arange(start, end, step)`: int64 for ints, float32 if any is a float."""
         if end is None:
@@ -228,20 +269,29 @@ class Client:
             start=_scalar(start),
             end=_scalar(end),
             step=_scalar(step),
+            requires_grad=requires_grad,
         )
         return self._wrap(self._session.call("Create", request))
 
     def rand(
-        self, *size: int | Sequence[int], dtype: dtypes.DTypeLike | None = None, seed: int | None = None
+        self,
+        *size: int | Sequence[int],
+        dtype: dtypes.DTypeLike | None = None,
+        seed: int | None = None,
+        requires_grad: bool = False,
     ) -> Tensor:
         """Uniform on [0, 1); the same seed gives the same values."""
-        return self._create(pb.CreateRequest.RAND, size, dtype, seed=_seed(seed))
+        return self._create(pb.CreateRequest.RAND, size, dtype, seed=_seed(seed), requires_grad=requires_grad)
 
     def randn(
-        self, *size: int | Sequence[int], dtype: dtypes.DTypeLike | None = None, seed: int | None = None
+        self,
+        *size: int | Sequence[int],
+        dtype: dtypes.DTypeLike | None = None,
+        seed: int | None = None,
+        requires_grad: bool = False,
     ) -> Tensor:
         """Standard normal; the same seed gives the same values."""
-        return self._create(pb.CreateRequest.RANDN, size, dtype, seed=_seed(seed))
+        return self._create(pb.CreateRequest.RANDN, size, dtype, seed=_seed(seed), requires_grad=requires_grad)
 
     # ---- bookkeeping --------------------------------------------------------
 
@@ -279,7 +329,7 @@ class Client:
 
     def _op(self, name: str, *args: Any, **attrs: Any) -> list[Tensor]:
         """Runs server op `name` on tensors/numbers `args` with named `attrs` (None: omitted)."""
-        request = pb.OpRequest(op=name)
+        request = pb.OpRequest(op=name, no_grad=not autograd.is_grad_enabled())
         for arg in args:
             if isinstance(arg, Tensor):
                 if arg._client is not self:
@@ -290,7 +340,9 @@ class Client:
         for key, value in attrs.items():
             if value is None:
                 continue
-            if isinstance(value, (list, tuple)):
+            if isinstance(value, str):
+                request.attrs[key].text = value
+            elif isinstance(value, (list, tuple)):
                 request.attrs[key].ints.values.extend(operator.index(v) for v in value)
             else:
                 request.attrs[key].scalar.CopyFrom(_scalar(value))

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
-from tensord import dtypes
+from tensord import autograd, dtypes
 from tensord.errors import NotFoundError
 from tensord.v1 import tensord_pb2 as pb
 
@@ -112,10 +112,83 @@ class Tensor:
 
     def __repr__(self) -> str:
         state = ", freed" if self.is_freed else ""
+        if self._meta.grad_fn:
+            state += f", grad_fn=<{self._meta.grad_fn}>"
+        elif self._meta.requires_grad:
+            state += ", requires_grad=True"
         return (
             f"tensord.Tensor(shape={self.shape}, dtype={dtypes.proto_name(self._meta.dtype)}, "
             f"device={self.device!r}, handle='…{self.handle[-8:]}'{state})"
         )
+
+    # ---- autograd (the graph and the gradients live on the server) ----------
+
+    @property
+    def requires_grad(self) -> _bool:
+        """Whether gradients flow to this tensor (no RPC)."""
+        return self._meta.requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value: _bool) -> None:
+        self.requires_grad_(value)
+
+    def requires_grad_(self, requires_grad: _bool = True) -> "Tensor":
+        """Makes this leaf accumulate gradients in `.grad` (or stop); returns self.
+
+        Only floating-point tensors can require grad, and only leaves (tensors
+        no recorded op made) can stop requiring it, as in torch.
+        """
+        request = pb.SetRequiresGradRequest(handle=self._live_handle(), requires_grad=_bool(requires_grad))
+        self._meta = self._client._session.call("SetRequiresGrad", request)
+        return self
+
+    @property
+    def is_leaf(self) -> _bool:
+        """True unless a recorded op made this tensor (it then has a `grad_fn`)."""
+        return not self._meta.grad_fn
+
+    @property
+    def grad_fn(self) -> "GradFn | None":
+        """The backward node that made this tensor (e.g. `<MulBackward0>`), or None for leaves."""
+        return GradFn(self._meta.grad_fn) if self._meta.grad_fn else None
+
+    @property
+    def grad(self) -> "Tensor | None":
+        """The gradient accumulated by `backward()`: a server tensor, or None (one RPC).
+
+        Later backward passes add into the same storage, so a Tensor obtained
+        here sees them, as in torch. Non-leaf tensors have a grad only after
+        `retain_grad()`.
+        """
+        response = self._client._session.call("GetGrad", pb.TensorRef(handle=self._live_handle()))
+        return self._client._wrap(response.grad) if response.HasField("grad") else None
+
+    @grad.setter
+    def grad(self, value: "Tensor | None") -> None:
+        if value is not None and not isinstance(value, Tensor):
+            raise TypeError(f"assigned grad expected to be a Tensor or None but got {type(value).__name__}")
+        if value is not None and value._client is not self._client:
+            raise ValueError("assigned grad belongs to another client")
+        request = pb.SetGradRequest(handle=self._live_handle(), grad="" if value is None else value._live_handle())
+        self._client._session.call("SetGrad", request)
+
+    def backward(
+        self, gradient: "Tensor | None" = None, retain_graph: _bool | None = None, create_graph: _bool = False
+    ) -> None:
+        """Computes the gradient of this tensor with respect to the graph leaves (one RPC).
+
+        `gradient` is required unless the tensor has one element. See
+        `tensord.autograd.backward`.
+        """
+        autograd.backward(self, None if gradient is None else [gradient], retain_graph, create_graph)
+
+    def detach(self) -> "Tensor":
+        """A new handle on the same storage, cut from the graph (does not require grad)."""
+        return self._client._wrap(self._client._session.call("Detach", pb.TensorRef(handle=self._live_handle())))
+
+    def retain_grad(self) -> None:
+        """Keeps the gradient of this non-leaf tensor in `.grad` during backward."""
+        self._meta = self._client._session.call("RetainGrad", pb.TensorRef(handle=self._live_handle()))
 
     # ---- data ---------------------------------------------------------------
 
@@ -567,10 +640,13 @@ class Tensor:
         return self._meta.handle
 
     def _view(self, **op: Any) -> "Tensor":
-        return self._client._wrap(self._client._session.call("View", pb.ViewRequest(handle=self._live_handle(), **op)))
+        request = pb.ViewRequest(handle=self._live_handle(), no_grad=not autograd.is_grad_enabled(), **op)
+        return self._client._wrap(self._client._session.call("View", request))
 
     def _copy(self, kind: pb.CopyRequest.Kind, dtype: pb.DType = pb.DTYPE_UNSPECIFIED) -> "Tensor":
-        request = pb.CopyRequest(handle=self._live_handle(), kind=kind, dtype=dtype)
+        request = pb.CopyRequest(
+            handle=self._live_handle(), kind=kind, dtype=dtype, no_grad=not autograd.is_grad_enabled()
+        )
         return self._client._wrap(self._client._session.call("Copy", request))
 
     def _wrap_dim(self, dim: _int) -> _int:
@@ -578,6 +654,27 @@ class Tensor:
         if not -n <= dim < n:
             raise IndexError(f"dimension {dim} is out of range for a {n}-d tensor")
         return dim % n
+
+
+class GradFn:
+    """The name of the server-side backward node that made a tensor, shown as `<MulBackward0>`."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def name(self) -> str:
+        return self._name
+
+    def __repr__(self) -> str:
+        return f"<{self._name}>"
+
+    def __eq__(self, other: object) -> _bool:
+        return isinstance(other, GradFn) and other._name == self._name
+
+    def __hash__(self) -> _int:
+        return hash(self._name)
 
 
 def _int_args(args: tuple) -> tuple[int, ...]:

@@ -59,6 +59,13 @@ class Storage {
   const Device& device() const { return device_; }
   const std::shared_ptr<MemoryBudget>& budget() const { return budget_; }
 
+  // Counts in-place writes to the bytes, like PyTorch's version counter: a
+  // backward node remembers the versions of the tensors it saved and refuses
+  // to run if one was overwritten since. Writers that can run after the
+  // storage was shared (in-place ops, optimizer steps) bump it.
+  uint64_t version() const { return version_.load(std::memory_order_acquire); }
+  void BumpVersion() { version_.fetch_add(1, std::memory_order_acq_rel); }
+
  private:
   Storage(std::byte* data, int64_t nbytes, Device device,
           std::shared_ptr<MemoryBudget> budget)
@@ -68,6 +75,7 @@ class Storage {
   const int64_t nbytes_;
   const Device device_;
   const std::shared_ptr<MemoryBudget> budget_;
+  std::atomic<uint64_t> version_{0};
 };
 
 }  // namespace tensord

@@ -1,6 +1,9 @@
-// Elementwise ops: arithmetic, comparisons, math functions, where, clamp.
+// Elementwise ops: arithmetic, comparisons, math functions, where, clamp,
+// and the backward of each differentiable one, next to the table at the end.
 // Each op validates its operands, promotes dtypes (ops/promotion.h) and
 // broadcasts shapes here, once; the CPU loops in ops/cpu/ only compute.
+// Backward functions return gradients in the broadcast shape; the autograd
+// engine sums them back to each input's shape.
 #include <array>
 
 #include "absl/strings/str_cat.h"
@@ -178,37 +181,254 @@ constexpr unsigned kArith = kComplexOk | kBoolOk;
 constexpr unsigned kOrdered = kBoolOk;  // comparisons of order: not for complex
 constexpr unsigned kFloatMath = kComplexOk | kFloatCompute;
 
+// gelu(x, approximate="none"|"tanh")
+absl::StatusOr<std::vector<Tensor>> GeluOp(const OpContext& ctx) {
+  ASSIGN_OR_RETURN(const std::optional<std::string> approximate, ctx.Text("approximate"));
+  if (!approximate || *approximate == "none") return UnaryOp<f::Gelu, kFloatCompute>(ctx);
+  if (*approximate == "tanh") return UnaryOp<f::GeluTanh, kFloatCompute>(ctx);
+  return absl::InvalidArgumentError(
+      absl::StrCat("approximate must be 'none' or 'tanh', not '", *approximate, "'"));
+}
+
+// gelu_backward(grad, x, approximate=...)
+absl::StatusOr<std::vector<Tensor>> GeluBackwardOp(const OpContext& ctx) {
+  ASSIGN_OR_RETURN(const std::optional<std::string> approximate, ctx.Text("approximate"));
+  if (approximate && *approximate == "tanh") return BinaryOp<f::GeluTanhGrad, kFloatCompute>(ctx);
+  return BinaryOp<f::GeluGrad, kFloatCompute>(ctx);
+}
+
+// ---- backward -------------------------------------------------------------------
+// g is the gradient of the output; a and b the forward's operands (tensors
+// or numbers), saved where the table below says kSavesInputs.
+
+using Grads = std::vector<std::optional<Tensor>>;
+
+absl::StatusOr<Grads> AddBackward(const GradContext& ctx) {
+  return Grads{ctx.grad(), ctx.grad()};
+}
+
+absl::StatusOr<Grads> SubBackward(const GradContext& ctx) {
+  Grads r{ctx.grad(), std::nullopt};
+  if (ctx.needs_grad(1)) {
+    ASSIGN_OR_RETURN(r[1], ctx.Call("neg", {ctx.grad()}));
+  }
+  return r;
+}
+
+absl::StatusOr<Grads> MulBackward(const GradContext& ctx) {
+  Grads r(2);
+  if (ctx.needs_grad(0)) {
+    ASSIGN_OR_RETURN(r[0], ctx.Call("mul", {ctx.grad(), ctx.operand(1)}));
+  }
+  if (ctx.needs_grad(1)) {
+    ASSIGN_OR_RETURN(r[1], ctx.Call("mul", {ctx.grad(), ctx.operand(0)}));
+  }
+  return r;
+}
+
+// d(a/b) = g/b, -g a / b^2
+absl::StatusOr<Grads> DivBackward(const GradContext& ctx) {
+  Grads r(2);
+  ASSIGN_OR_RETURN(const Tensor g_over_b, ctx.Call("div", {ctx.grad(), ctx.operand(1)}));
+  if (ctx.needs_grad(0)) r[0] = g_over_b;
+  if (ctx.needs_grad(1)) {
+    ASSIGN_OR_RETURN(const Tensor a_over_b, ctx.Call("div", {ctx.operand(0), ctx.operand(1)}));
+    ASSIGN_OR_RETURN(const Tensor product, ctx.Call("mul", {g_over_b, a_over_b}));
+    ASSIGN_OR_RETURN(r[1], ctx.Call("neg", {product}));
+  }
+  return r;
+}
+
+// d(a^b) = g b a^(b-1) (0 where b == 0), g a^b log(a) (0 where a == 0 and b >= 0),
+// PyTorch's conventions at the points where the formulas give NaN.
+absl::StatusOr<Grads> PowBackward(const GradContext& ctx) {
+  const Tensor& g = ctx.grad();
+  auto as_tensor = [&](const Operand& operand) -> absl::StatusOr<Tensor> {
+    if (const Tensor* t = std::get_if<Tensor>(&operand)) return *t;
+    return Full(Dims{}, std::get<Scalar>(operand), TensorOptions{g.dtype(), g.device(), ctx.budget()});
+  };
+  ASSIGN_OR_RETURN(const Tensor a, as_tensor(ctx.operand(0)));
+  ASSIGN_OR_RETURN(const Tensor b, as_tensor(ctx.operand(1)));
+  Grads r(2);
+  if (ctx.needs_grad(0)) {
+    ASSIGN_OR_RETURN(const Tensor b_minus_1, ctx.Call("sub", {b, Scalar{int64_t{1}}}));
+    ASSIGN_OR_RETURN(const Tensor power, ctx.Call("pow", {a, b_minus_1}));
+    ASSIGN_OR_RETURN(const Tensor scaled, ctx.Call("mul", {power, b}));
+    ASSIGN_OR_RETURN(const Tensor grad, ctx.Call("mul", {scaled, g}));
+    ASSIGN_OR_RETURN(const Tensor b_is_0, ctx.Call("eq", {b, Scalar{int64_t{0}}}));
+    ASSIGN_OR_RETURN(r[0], ctx.Call("where", {b_is_0, Scalar{int64_t{0}}, grad}));
+  }
+  if (ctx.needs_grad(1)) {
+    ASSIGN_OR_RETURN(const Tensor log_a, ctx.Call("log", {a}));
+    ASSIGN_OR_RETURN(const Tensor scaled, ctx.Call("mul", {ctx.output(), log_a}));
+    ASSIGN_OR_RETURN(const Tensor grad, ctx.Call("mul", {scaled, g}));
+    ASSIGN_OR_RETURN(const Tensor a_is_0, ctx.Call("eq", {a, Scalar{int64_t{0}}}));
+    ASSIGN_OR_RETURN(const Tensor b_nonneg, ctx.Call("ge", {b, Scalar{int64_t{0}}}));
+    ASSIGN_OR_RETURN(const Tensor mask, ctx.Call("mul", {a_is_0, b_nonneg}));
+    ASSIGN_OR_RETURN(r[1], ctx.Call("where", {mask, Scalar{int64_t{0}}, grad}));
+  }
+  return r;
+}
+
+// g * d(op)/dx for unary ops, as one op applied to (g, saved): `saved` is
+// the input (kSavesInputs) or the output (kSavesOutputs).
+template <bool kFromOutput>
+BackwardFunction GradOp(std::string op, std::map<std::string, Attr> attrs = {}) {
+  return [op, attrs](const GradContext& ctx) -> absl::StatusOr<Grads> {
+    const Tensor& saved = kFromOutput ? ctx.output() : ctx.input(0);
+    ASSIGN_OR_RETURN(Tensor g, ctx.Call(op, {ctx.grad(), saved}, attrs));
+    return Grads{std::move(g)};
+  };
+}
+
+absl::StatusOr<Grads> NegBackward(const GradContext& ctx) {
+  ASSIGN_OR_RETURN(Tensor g, ctx.Call("neg", {ctx.grad()}));
+  return Grads{std::move(g)};
+}
+
+absl::StatusOr<Grads> AbsBackward(const GradContext& ctx) {
+  ASSIGN_OR_RETURN(const Tensor sign, ctx.Call("sign", {ctx.input(0)}));
+  ASSIGN_OR_RETURN(Tensor g, ctx.Call("mul", {ctx.grad(), sign}));
+  return Grads{std::move(g)};
+}
+
+// d exp(x) = g exp(x), from the saved output.
+absl::StatusOr<Grads> ExpBackward(const GradContext& ctx) {
+  ASSIGN_OR_RETURN(Tensor g, ctx.Call("mul", {ctx.grad(), ctx.output()}));
+  return Grads{std::move(g)};
+}
+
+absl::StatusOr<Grads> LogBackward(const GradContext& ctx) {
+  ASSIGN_OR_RETURN(Tensor g, ctx.Call("div", {ctx.grad(), ctx.input(0)}));
+  return Grads{std::move(g)};
+}
+
+// d sqrt(x) = g / (2 sqrt(x))
+absl::StatusOr<Grads> SqrtBackward(const GradContext& ctx) {
+  ASSIGN_OR_RETURN(const Tensor twice, ctx.Call("mul", {ctx.output(), Scalar{int64_t{2}}}));
+  ASSIGN_OR_RETURN(Tensor g, ctx.Call("div", {ctx.grad(), twice}));
+  return Grads{std::move(g)};
+}
+
+// d x^(-1/2) = -g x^(-3/2) / 2 = -g y^3 / 2
+absl::StatusOr<Grads> RsqrtBackward(const GradContext& ctx) {
+  ASSIGN_OR_RETURN(const Tensor cube, ctx.Call("pow", {ctx.output(), Scalar{int64_t{3}}}));
+  ASSIGN_OR_RETURN(const Tensor scaled, ctx.Call("mul", {cube, Scalar{-0.5}}));
+  ASSIGN_OR_RETURN(Tensor g, ctx.Call("mul", {ctx.grad(), scaled}));
+  return Grads{std::move(g)};
+}
+
+absl::StatusOr<Grads> SinBackward(const GradContext& ctx) {
+  ASSIGN_OR_RETURN(const Tensor cos, ctx.Call("cos", {ctx.input(0)}));
+  ASSIGN_OR_RETURN(Tensor g, ctx.Call("mul", {ctx.grad(), cos}));
+  return Grads{std::move(g)};
+}
+
+absl::StatusOr<Grads> CosBackward(const GradContext& ctx) {
+  ASSIGN_OR_RETURN(const Tensor sin, ctx.Call("sin", {ctx.input(0)}));
+  ASSIGN_OR_RETURN(const Tensor minus_sin, ctx.Call("neg", {sin}));
+  ASSIGN_OR_RETURN(Tensor g, ctx.Call("mul", {ctx.grad(), minus_sin}));
+  return Grads{std::move(g)};
+}
+
+absl::StatusOr<Grads> GeluBackward(const GradContext& ctx) {
+  ASSIGN_OR_RETURN(const std::optional<std::string> approximate,
+                   ctx.forward().Text("approximate"));
+  std::map<std::string, Attr> attrs;
+  if (approximate) attrs.emplace("approximate", *approximate);
+  ASSIGN_OR_RETURN(Tensor g, ctx.Call("gelu_backward", {ctx.grad(), ctx.input(0)}, attrs));
+  return Grads{std::move(g)};
+}
+
+// maximum/minimum: the gradient goes to the larger (smaller) operand; ties
+// split it evenly, as in PyTorch.
+template <bool kMaximum>
+absl::StatusOr<Grads> MaxMinBackward(const GradContext& ctx) {
+  Grads r(2);
+  ASSIGN_OR_RETURN(const Tensor tie, ctx.Call("eq", {ctx.operand(0), ctx.operand(1)}));
+  for (int i = 0; i < 2; ++i) {
+    if (!ctx.needs_grad(i)) continue;
+    // operand i wins where it is larger (smaller) than the other one
+    ASSIGN_OR_RETURN(const Tensor wins, ctx.Call(kMaximum ? "gt" : "lt",
+                                                 {ctx.operand(i), ctx.operand(1 - i)}));
+    ASSIGN_OR_RETURN(const Tensor share, ctx.Call("where", {tie, Scalar{0.5}, wins}));
+    ASSIGN_OR_RETURN(r[i], ctx.Call("mul", {ctx.grad(), share}));
+  }
+  return r;
+}
+
+absl::StatusOr<Grads> WhereBackward(const GradContext& ctx) {
+  Grads r(3);
+  const Scalar zero{int64_t{0}};
+  if (ctx.needs_grad(1)) {
+    ASSIGN_OR_RETURN(r[1], ctx.Call("where", {ctx.input(0), ctx.grad(), zero}));
+  }
+  if (ctx.needs_grad(2)) {
+    ASSIGN_OR_RETURN(r[2], ctx.Call("where", {ctx.input(0), zero, ctx.grad()}));
+  }
+  return r;
+}
+
+// The gradient passes where min <= x <= max, as in PyTorch.
+absl::StatusOr<Grads> ClampBackward(const GradContext& ctx) {
+  ASSIGN_OR_RETURN(const std::optional<Scalar> lo, ctx.forward().ScalarAttr("min"));
+  ASSIGN_OR_RETURN(const std::optional<Scalar> hi, ctx.forward().ScalarAttr("max"));
+  std::optional<Tensor> inside;
+  if (lo) {
+    ASSIGN_OR_RETURN(inside, ctx.Call("ge", {ctx.input(0), *lo}));
+  }
+  if (hi) {
+    ASSIGN_OR_RETURN(const Tensor below, ctx.Call("le", {ctx.input(0), *hi}));
+    if (inside) {
+      ASSIGN_OR_RETURN(inside, ctx.Call("mul", {*inside, below}));
+    } else {
+      inside = below;
+    }
+  }
+  ASSIGN_OR_RETURN(Tensor g, ctx.Call("where", {*inside, ctx.grad(), Scalar{int64_t{0}}}));
+  return Grads{std::move(g)};
+}
+
 }  // namespace
 
 void AddElementwiseOps(OpTable& table) {
   table.insert({
-    {"add", BinaryOp<f::Add, kArith>},
-    {"sub", BinaryOp<f::Sub, kComplexOk>},
-    {"mul", BinaryOp<f::Mul, kArith>},
-    {"div", BinaryOp<f::Div, kFloatMath>},
-    {"pow", BinaryOp<f::Pow, kComplexOk>},
-    {"maximum", BinaryOp<f::Maximum, kOrdered>},
-    {"minimum", BinaryOp<f::Minimum, kOrdered>},
+    {"add", {BinaryOp<f::Add, kArith>, AddBackward}},
+    {"sub", {BinaryOp<f::Sub, kComplexOk>, SubBackward}},
+    {"mul", {BinaryOp<f::Mul, kArith>, MulBackward, kSavesInputs}},
+    {"div", {BinaryOp<f::Div, kFloatMath>, DivBackward, kSavesInputs}},
+    {"pow", {BinaryOp<f::Pow, kComplexOk>, PowBackward, kSavesInputs | kSavesOutputs}},
+    {"maximum", {BinaryOp<f::Maximum, kOrdered>, MaxMinBackward<true>, kSavesInputs}},
+    {"minimum", {BinaryOp<f::Minimum, kOrdered>, MaxMinBackward<false>, kSavesInputs}},
     {"eq", BinaryOp<f::Eq, kArith | kBoolResult>},
     {"ne", BinaryOp<f::Ne, kArith | kBoolResult>},
     {"lt", BinaryOp<f::Lt, kOrdered | kBoolResult>},
     {"le", BinaryOp<f::Le, kOrdered | kBoolResult>},
     {"gt", BinaryOp<f::Gt, kOrdered | kBoolResult>},
     {"ge", BinaryOp<f::Ge, kOrdered | kBoolResult>},
-    {"neg", UnaryOp<f::Neg, kComplexOk>},
-    {"abs", UnaryOp<f::Abs, kComplexOk | kBoolOk | kRealResult>},
-    {"exp", UnaryOp<f::Exp, kFloatMath>},
-    {"log", UnaryOp<f::Log, kFloatMath>},
-    {"sqrt", UnaryOp<f::Sqrt, kFloatMath>},
-    {"rsqrt", UnaryOp<f::Rsqrt, kFloatMath>},
-    {"sin", UnaryOp<f::Sin, kFloatMath>},
-    {"cos", UnaryOp<f::Cos, kFloatMath>},
-    {"tanh", UnaryOp<f::Tanh, kFloatMath>},
-    {"sigmoid", UnaryOp<f::Sigmoid, kFloatMath>},
-    {"relu", UnaryOp<f::Relu, kNone>},
-    {"gelu", UnaryOp<f::Gelu, kFloatCompute>},
-    {"where", WhereOp},
-    {"clamp", ClampOp},
+    {"neg", {UnaryOp<f::Neg, kComplexOk>, NegBackward}},
+    {"abs", {UnaryOp<f::Abs, kComplexOk | kBoolOk | kRealResult>, AbsBackward, kSavesInputs}},
+    {"sign", UnaryOp<f::Sign, kBoolOk>},
+    {"exp", {UnaryOp<f::Exp, kFloatMath>, ExpBackward, kSavesOutputs}},
+    {"log", {UnaryOp<f::Log, kFloatMath>, LogBackward, kSavesInputs}},
+    {"log1p", {UnaryOp<f::Log1p, kFloatCompute>, GradOp<false>("log1p_backward"), kSavesInputs}},
+    {"sqrt", {UnaryOp<f::Sqrt, kFloatMath>, SqrtBackward, kSavesOutputs}},
+    {"rsqrt", {UnaryOp<f::Rsqrt, kFloatMath>, RsqrtBackward, kSavesOutputs}},
+    {"sin", {UnaryOp<f::Sin, kFloatMath>, SinBackward, kSavesInputs}},
+    {"cos", {UnaryOp<f::Cos, kFloatMath>, CosBackward, kSavesInputs}},
+    {"tanh", {UnaryOp<f::Tanh, kFloatMath>, GradOp<true>("tanh_backward"), kSavesOutputs}},
+    {"sigmoid",
+     {UnaryOp<f::Sigmoid, kFloatMath>, GradOp<true>("sigmoid_backward"), kSavesOutputs}},
+    {"relu", {UnaryOp<f::Relu, kNone>, GradOp<true>("relu_backward"), kSavesOutputs}},
+    {"gelu", {GeluOp, GeluBackward, kSavesInputs}},
+    {"where", {WhereOp, WhereBackward, kSavesInputs}},
+    {"clamp", {ClampOp, ClampBackward, kSavesInputs}},
+    // Backward kernels: (gradient, saved value) -> input gradient.
+    {"tanh_backward", BinaryOp<f::TanhGrad, kFloatCompute>},
+    {"sigmoid_backward", BinaryOp<f::SigmoidGrad, kFloatCompute>},
+    {"relu_backward", BinaryOp<f::ReluGrad, kNone>},
+    {"gelu_backward", GeluBackwardOp},
+    {"log1p_backward", BinaryOp<f::Log1pGrad, kFloatCompute>},
   });
 }
 

@@ -141,6 +141,58 @@ struct Gelu {  // the exact form, 0.5 x (1 + erf(x / sqrt 2)), PyTorch's default
   }
 };
 
+struct GeluTanh {  // approximate='tanh': 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+  TENSORD_SAME_OUT
+  template <typename T> TENSORD_HOST_DEVICE T operator()(T a) const {
+    const T inner = T(0.79788456080286535588) * (a + T(0.044715) * a * a * a);
+    return T(0.5) * a * (T(1) + std::tanh(inner));
+  }
+};
+struct Sign {
+  TENSORD_SAME_OUT
+  template <typename T> TENSORD_HOST_DEVICE T operator()(T a) const {
+    if constexpr (std::is_same_v<T, bool>) return a;
+    else return T((T(0) < a) - (a < T(0)));
+  }
+};
+struct Log1p { TENSORD_SAME_OUT template <typename T> TENSORD_HOST_DEVICE T operator()(T a) const { return std::log1p(a); } };
+
+// ---- gradients: (incoming gradient, saved value) -> input gradient ------------
+struct TanhGrad {  // y = tanh(x)
+  TENSORD_SAME_OUT
+  template <typename T> TENSORD_HOST_DEVICE T operator()(T g, T y) const { return g * (T(1) - y * y); }
+};
+struct SigmoidGrad {  // y = sigmoid(x)
+  TENSORD_SAME_OUT
+  template <typename T> TENSORD_HOST_DEVICE T operator()(T g, T y) const { return g * y * (T(1) - y); }
+};
+struct ReluGrad {  // y = relu(x): y > 0 exactly where x > 0
+  TENSORD_SAME_OUT
+  template <typename T> TENSORD_HOST_DEVICE T operator()(T g, T y) const { return y > T(0) ? g : T(0); }
+};
+struct Log1pGrad {  // d log(1 + x) = g / (1 + x)
+  TENSORD_SAME_OUT
+  template <typename T> TENSORD_HOST_DEVICE T operator()(T g, T x) const { return g / (T(1) + x); }
+};
+struct GeluGrad {  // d/dx x Phi(x) = Phi(x) + x phi(x)
+  TENSORD_SAME_OUT
+  template <typename T> TENSORD_HOST_DEVICE T operator()(T g, T x) const {
+    const T cdf = T(0.5) * (T(1) + std::erf(x * T(0.70710678118654752440)));
+    const T pdf = T(0.39894228040143267794) * std::exp(T(-0.5) * x * x);
+    return g * (cdf + x * pdf);
+  }
+};
+struct GeluTanhGrad {
+  TENSORD_SAME_OUT
+  template <typename T> TENSORD_HOST_DEVICE T operator()(T g, T x) const {
+    const T k = T(0.79788456080286535588);
+    const T inner = k * (x + T(0.044715) * x * x * x);
+    const T t = std::tanh(inner);
+    const T dinner = k * (T(1) + T(3) * T(0.044715) * x * x);
+    return g * (T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * dinner);
+  }
+};
+
 #undef TENSORD_SAME_OUT
 #undef TENSORD_BOOL_OUT
 

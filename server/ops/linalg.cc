@@ -114,6 +114,38 @@ absl::StatusOr<std::vector<Tensor>> StrictMatmulOp(const OpContext& ctx) {
   return std::vector<Tensor>{std::move(out)};
 }
 
+using Grads = std::vector<std::optional<Tensor>>;
+
+// d(a @ b) = g @ b^T, a^T @ g, batch dims included (the engine sums the
+// broadcast ones away). A 1-D operand gets back the dim matmul gave it,
+// and g the dims the result dropped.
+absl::StatusOr<Grads> MatmulBackward(const GradContext& ctx) {
+  const Tensor& a = ctx.input(0);
+  const Tensor& b = ctx.input(1);
+  ASSIGN_OR_RETURN(const Tensor a2, a.ndim() == 1 ? Unsqueeze(a, 0) : a);
+  ASSIGN_OR_RETURN(const Tensor b2, b.ndim() == 1 ? Unsqueeze(b, 1) : b);
+  const Dims a_batch(a2.shape().begin(), a2.shape().end() - 2);
+  const Dims b_batch(b2.shape().begin(), b2.shape().end() - 2);
+  ASSIGN_OR_RETURN(Dims full, BroadcastShapes(a_batch, b_batch));
+  full.push_back(a2.shape()[a2.ndim() - 2]);
+  full.push_back(b2.shape()[b2.ndim() - 1]);
+  ASSIGN_OR_RETURN(const Tensor g, Reshape(ctx.grad(), full));
+  Grads r(2);
+  if (ctx.needs_grad(0)) {
+    ASSIGN_OR_RETURN(const Tensor bt, Transpose(b2, -1, -2));
+    ASSIGN_OR_RETURN(r[0], ctx.Call("matmul", {g, bt}));  // [..., 1, k] for a 1-D a
+  }
+  if (ctx.needs_grad(1)) {
+    ASSIGN_OR_RETURN(const Tensor at, Transpose(a2, -1, -2));
+    ASSIGN_OR_RETURN(Tensor gb, ctx.Call("matmul", {at, g}));
+    if (b.ndim() == 1) {
+      ASSIGN_OR_RETURN(gb, Squeeze(gb, Dims{gb.ndim() - 1}));
+    }
+    r[1] = std::move(gb);
+  }
+  return r;
+}
+
 // ---- cat and stack --------------------------------------------------------------
 
 // Every positional argument as a tensor (at least one).
@@ -217,6 +249,38 @@ absl::StatusOr<std::vector<Tensor>> StackOp(const OpContext& ctx) {
     RETURN_IF_ERROR(CopyInto(tensors[i], slot));
   }
   return std::vector<Tensor>{out};
+}
+
+// Each input gets its slice of the gradient along the joined dim.
+absl::StatusOr<Grads> CatBackward(const GradContext& ctx) {
+  ASSIGN_OR_RETURN(const int64_t dim, DimAttr(ctx.forward()));
+  const Tensor& g = ctx.grad();
+  Grads r(ctx.num_inputs());
+  ASSIGN_OR_RETURN(const int64_t d, WrapDim(dim, g.ndim()));
+  int64_t offset = 0;
+  for (size_t i = 0; i < ctx.num_inputs(); ++i) {
+    const Dims& shape = ctx.info(i).shape;
+    if (shape.size() == 1 && shape[0] == 0 && g.ndim() != 1) continue;  // skipped by cat
+    const int64_t size = shape[d];
+    if (ctx.needs_grad(i)) {
+      ASSIGN_OR_RETURN(r[i], Slice(g, d, SliceSpec{offset, offset + size, 1}));
+    }
+    offset += size;
+  }
+  return r;
+}
+
+absl::StatusOr<Grads> StackBackward(const GradContext& ctx) {
+  ASSIGN_OR_RETURN(const int64_t dim, DimAttr(ctx.forward()));
+  const Tensor& g = ctx.grad();
+  ASSIGN_OR_RETURN(const int64_t d, WrapDim(dim, g.ndim()));
+  Grads r(ctx.num_inputs());
+  for (size_t i = 0; i < ctx.num_inputs(); ++i) {
+    if (ctx.needs_grad(i)) {
+      ASSIGN_OR_RETURN(r[i], Select(g, d, static_cast<int64_t>(i)));
+    }
+  }
+  return r;
 }
 
 // ---- in-place updates -----------------------------------------------------------
@@ -489,16 +553,16 @@ absl::StatusOr<std::vector<Tensor>> CopyInPlaceOp(const OpContext& ctx) {
 
 void AddLinalgOps(OpTable& table) {
   table.insert({
-      {"matmul", MatmulOp},
-      {"mm", StrictMatmulOp<2>},
-      {"bmm", StrictMatmulOp<3>},
-      {"cat", CatOp},
-      {"stack", StackOp},
-      {"add_", ArithmeticInPlaceOp<true>},
-      {"mul_", ArithmeticInPlaceOp<false>},
-      {"zero_", ZeroInPlaceOp},
-      {"fill_", FillInPlaceOp},
-      {"copy_", CopyInPlaceOp},
+      {"matmul", {MatmulOp, MatmulBackward, kSavesInputs}},
+      {"mm", {StrictMatmulOp<2>, MatmulBackward, kSavesInputs}},
+      {"bmm", {StrictMatmulOp<3>, MatmulBackward, kSavesInputs}},
+      {"cat", {CatOp, CatBackward}},
+      {"stack", {StackOp, StackBackward}},
+      {"add_", {ArithmeticInPlaceOp<true>, kInPlace}},
+      {"mul_", {ArithmeticInPlaceOp<false>, kInPlace}},
+      {"zero_", {ZeroInPlaceOp, kInPlace}},
+      {"fill_", {FillInPlaceOp, kInPlace}},
+      {"copy_", {CopyInPlaceOp, kInPlace}},
   });
 }
 

@@ -2,6 +2,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace tensord {
 namespace {
@@ -12,20 +13,23 @@ const OpTable& Registry() {
     AddElementwiseOps(*t);
     AddReductionOps(*t);
     AddLinalgOps(*t);
+    AddShapeOps(*t);
+    AddNnOps(*t);
     return t;
   }();
   return *table;
 }
 
 absl::string_view AttrTypeName(const Attr& attr) {
-  static constexpr absl::string_view kNames[] = {"int",   "float", "bool", "int list",
-                                                 "dtype", "scalar", "string"};
+  static constexpr absl::string_view kNames[] = {"int",    "float",  "bool",
+                                                 "int list", "dtype", "scalar",
+                                                 "string", "index"};
   return kNames[attr.index()];
 }
 
 }  // namespace
 
-absl::StatusOr<const OpFunction*> FindOp(absl::string_view name) {
+absl::StatusOr<const OpDef*> FindOp(absl::string_view name) {
   auto it = Registry().find(name);
   if (it == Registry().end()) {
     return absl::NotFoundError(absl::StrCat("unknown op '", name, "'"));
@@ -34,15 +38,40 @@ absl::StatusOr<const OpFunction*> FindOp(absl::string_view name) {
 }
 
 absl::StatusOr<std::vector<Tensor>> RunOp(const OpContext& context) {
-  absl::StatusOr<const OpFunction*> fn = FindOp(context.op());
-  if (!fn.ok()) return fn.status();
-  absl::StatusOr<std::vector<Tensor>> result = (**fn)(context);
+  absl::StatusOr<const OpDef*> def = FindOp(context.op());
+  if (!def.ok()) return def.status();
+  absl::StatusOr<std::vector<Tensor>> result = (*def)->forward(context);
   if (!result.ok()) {
     return absl::Status(result.status().code(),
                         absl::StrCat(context.op(), ": ", result.status().message()));
   }
   return result;
 }
+
+absl::StatusOr<Tensor> CallOp(absl::string_view op, std::vector<Operand> args,
+                              std::shared_ptr<MemoryBudget> budget,
+                              std::map<std::string, Attr> attrs) {
+  ASSIGN_OR_RETURN(std::vector<Tensor> outputs,
+                   RunOp(OpContext(std::string(op), std::move(args), std::move(attrs),
+                                   std::move(budget))));
+  if (outputs.empty()) {
+    return absl::InternalError(absl::StrCat(op, " returned no output"));
+  }
+  return std::move(outputs[0]);
+}
+
+absl::StatusOr<Tensor> GradContext::Call(absl::string_view op, std::vector<Operand> args,
+                                         std::map<std::string, Attr> attrs) const {
+  return CallOp(op, std::move(args), budget(), std::move(attrs));
+}
+
+OpContext OpContext::WithAttr(const std::string& name, Attr value) const {
+  std::map<std::string, Attr> attrs = attrs_;
+  attrs[name] = std::move(value);
+  return OpContext(op_, args_, std::move(attrs), budget_);
+}
+
+OpContext OpContext::WithoutArgs() const { return OpContext(op_, {}, attrs_, budget_); }
 
 absl::Status OpContext::ExpectArgs(size_t min, size_t max) const {
   if (args_.size() < min || args_.size() > max) {
@@ -118,6 +147,19 @@ absl::StatusOr<std::optional<Scalar>> OpContext::ScalarAttr(const std::string& n
   if (const bool* b = std::get_if<bool>(&it->second)) return Scalar{*b};
   return absl::InvalidArgumentError(absl::StrCat("attribute '", name, "' must be a number, not ",
                                                  AttrTypeName(it->second)));
+}
+
+absl::StatusOr<std::optional<std::string>> OpContext::Text(const std::string& name) const {
+  absl::StatusOr<const std::string*> v = Get<std::string>(attrs_, name, "a string");
+  if (!v.ok()) return v.status();
+  return *v ? std::optional<std::string>(**v) : std::nullopt;
+}
+
+absl::StatusOr<std::vector<IndexItem>> OpContext::IndexItems(const std::string& name) const {
+  absl::StatusOr<const std::vector<IndexItem>*> v =
+      Get<std::vector<IndexItem>>(attrs_, name, "an index expression");
+  if (!v.ok()) return v.status();
+  return *v ? **v : std::vector<IndexItem>{};
 }
 
 }  // namespace tensord

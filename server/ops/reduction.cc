@@ -2,7 +2,8 @@
 // softmax family, with PyTorch's semantics. Each op validates its dims
 // (`dim`: one int or a list, negative allowed, absent or empty = every dim;
 // `keepdim`) and its dtype here, once, and allocates the outputs; the loops
-// in ops/cpu/reduction_loop.h only compute.
+// in ops/cpu/reduction_loop.h only compute. The backward of each
+// differentiable reduction sits above the table at the end.
 #include <algorithm>
 #include <optional>
 #include <type_traits>
@@ -11,9 +12,12 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "core/convert.h"
+#include "core/create.h"
+#include "core/views.h"
 #include "ops/cpu/reduction_loop.h"
 #include "ops/functors.h"
 #include "ops/op.h"
+#include "ops/promotion.h"
 
 namespace tensord {
 namespace {
@@ -246,21 +250,180 @@ absl::StatusOr<std::vector<Tensor>> SoftmaxOp(const OpContext& ctx) {
   return std::vector<Tensor>{out};
 }
 
+// ---- backward ---------------------------------------------------------------------
+
+using Grads = std::vector<std::optional<Tensor>>;
+
+// `t`, shaped like the output of a reduction over `reduced`, broadcast back
+// to the input's shape (a view with stride 0 along the reduced dims).
+absl::StatusOr<Tensor> ExpandBack(const GradContext& ctx, const Tensor& t,
+                                  const std::vector<bool>& reduced) {
+  ASSIGN_OR_RETURN(const bool keepdim, ctx.forward().Bool("keepdim", false));
+  const Dims& shape = ctx.info(0).shape;
+  Tensor kept = t;
+  if (!keepdim) {
+    ASSIGN_OR_RETURN(kept, Reshape(t, ReducedShape(shape, reduced, true)));
+  }
+  return BroadcastTo(kept, shape);
+}
+
+int64_t ReducedCount(const Dims& shape, const std::vector<bool>& reduced) {
+  int64_t n = 1;
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (reduced[d]) n *= shape[d];
+  }
+  return n;
+}
+
+// The forward's attributes with keepdim set: for recomputing a reduction
+// whose result broadcasts against the input.
+std::map<std::string, Attr> KeepDim(const GradContext& ctx) {
+  std::map<std::string, Attr> attrs = ctx.forward().attrs();
+  attrs["keepdim"] = true;
+  return attrs;
+}
+
+absl::StatusOr<Grads> SumBackward(const GradContext& ctx) {
+  ASSIGN_OR_RETURN(const std::vector<bool> reduced,
+                   ReducedDims(ctx.forward(), ctx.info(0).shape.size()));
+  ASSIGN_OR_RETURN(Tensor g, ExpandBack(ctx, ctx.grad(), reduced));
+  return Grads{std::move(g)};
+}
+
+absl::StatusOr<Grads> MeanBackward(const GradContext& ctx) {
+  ASSIGN_OR_RETURN(const std::vector<bool> reduced,
+                   ReducedDims(ctx.forward(), ctx.info(0).shape.size()));
+  ASSIGN_OR_RETURN(const Tensor g, ExpandBack(ctx, ctx.grad(), reduced));
+  ASSIGN_OR_RETURN(Tensor r,
+                   ctx.Call("div", {g, Scalar{ReducedCount(ctx.info(0).shape, reduced)}}));
+  return Grads{std::move(r)};
+}
+
+// d prod = g * prod / x where x != 0. At a zero the product of the other
+// elements is needed instead: the product of the slice with that zero taken
+// out when it is the slice's only zero, else 0.
+absl::StatusOr<Grads> ProdBackward(const GradContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  const Scalar zero{int64_t{0}};
+  ASSIGN_OR_RETURN(const std::vector<bool> reduced, ReducedDims(ctx.forward(), x.ndim()));
+  ASSIGN_OR_RETURN(const Tensor g, ExpandBack(ctx, ctx.grad(), reduced));
+  ASSIGN_OR_RETURN(const Tensor out, ExpandBack(ctx, ctx.output(), reduced));
+  ASSIGN_OR_RETURN(const Tensor g_out, ctx.Call("mul", {g, out}));
+  ASSIGN_OR_RETURN(const Tensor at_nonzero, ctx.Call("div", {g_out, x}));
+  ASSIGN_OR_RETURN(const Tensor is_zero, ctx.Call("eq", {x, zero}));
+  ASSIGN_OR_RETURN(const Tensor zeros_as_one, ctx.Call("where", {is_zero, Scalar{int64_t{1}}, x}));
+  ASSIGN_OR_RETURN(const Tensor others, ctx.Call("prod", {zeros_as_one}, KeepDim(ctx)));
+  ASSIGN_OR_RETURN(const Tensor zero_count, ctx.Call("sum", {is_zero}, KeepDim(ctx)));
+  ASSIGN_OR_RETURN(const Tensor single_zero, ctx.Call("eq", {zero_count, Scalar{int64_t{1}}}));
+  ASSIGN_OR_RETURN(const Tensor others_if_single, ctx.Call("where", {single_zero, others, zero}));
+  ASSIGN_OR_RETURN(const Tensor at_zero, ctx.Call("mul", {g, others_if_single}));
+  ASSIGN_OR_RETURN(Tensor r, ctx.Call("where", {is_zero, at_zero, at_nonzero}));
+  return Grads{std::move(r)};
+}
+
+// d var = g * 2 (x - mean) / (N - correction);
+// d std = g * (x - mean) / ((N - correction) * std), 0 where std is 0.
+template <bool kStd>
+absl::StatusOr<Grads> VarianceBackward(const GradContext& ctx) {
+  const Tensor& x = ctx.input(0);
+  ASSIGN_OR_RETURN(const std::vector<bool> reduced, ReducedDims(ctx.forward(), x.ndim()));
+  ASSIGN_OR_RETURN(const std::optional<double> correction, ctx.forward().Double("correction"));
+  std::map<std::string, Attr> mean_attrs = KeepDim(ctx);
+  mean_attrs.erase("correction");
+  ASSIGN_OR_RETURN(const Tensor mean, ctx.Call("mean", {x}, mean_attrs));
+  ASSIGN_OR_RETURN(const Tensor centered, ctx.Call("sub", {x, mean}));
+  ASSIGN_OR_RETURN(const Tensor g, ExpandBack(ctx, ctx.grad(), reduced));
+  ASSIGN_OR_RETURN(const Tensor g_centered, ctx.Call("mul", {g, centered}));
+  const double dof = std::max(
+      0.0, static_cast<double>(ReducedCount(x.shape(), reduced)) - correction.value_or(1.0));
+  if (!kStd) {
+    ASSIGN_OR_RETURN(Tensor r, ctx.Call("mul", {g_centered, Scalar{2.0 / dof}}));
+    return Grads{std::move(r)};
+  }
+  ASSIGN_OR_RETURN(const Tensor out, ExpandBack(ctx, ctx.output(), reduced));
+  ASSIGN_OR_RETURN(const Tensor denominator, ctx.Call("mul", {out, Scalar{dof}}));
+  ASSIGN_OR_RETURN(const Tensor quotient, ctx.Call("div", {g_centered, denominator}));
+  ASSIGN_OR_RETURN(const Tensor std_is_0, ctx.Call("eq", {out, Scalar{int64_t{0}}}));
+  ASSIGN_OR_RETURN(Tensor r, ctx.Call("where", {std_is_0, Scalar{int64_t{0}}, quotient}));
+  return Grads{std::move(r)};
+}
+
+// max(x) spreads the gradient evenly over the elements equal to the
+// maximum; max(x, dim) sends it to the element its index names.
+absl::StatusOr<Grads> MaxMinBackward(const GradContext& ctx) {
+  const Dims& shape = ctx.info(0).shape;
+  const int64_t ndim = static_cast<int64_t>(shape.size());
+  ASSIGN_OR_RETURN(const std::optional<int64_t> dim, SingleDim(ctx.forward(), ndim));
+  const Scalar zero{int64_t{0}};
+  if (!dim) {
+    ASSIGN_OR_RETURN(const Tensor hits, ctx.Call("eq", {ctx.input(0), ctx.output(0)}));
+    ASSIGN_OR_RETURN(const Tensor count, ctx.Call("sum", {hits}));
+    ASSIGN_OR_RETURN(const Tensor share, ctx.Call("div", {ctx.grad(), count}));
+    ASSIGN_OR_RETURN(Tensor r, ctx.Call("where", {hits, share, zero}));
+    return Grads{std::move(r)};
+  }
+  if (*dim < 0) return Grads{ctx.grad()};  // a 0-d input is its own maximum
+  ASSIGN_OR_RETURN(const bool keepdim, ctx.forward().Bool("keepdim", false));
+  Tensor g = ctx.grad();
+  Tensor indices = ctx.output(1);
+  if (!keepdim) {
+    ASSIGN_OR_RETURN(g, Unsqueeze(g, *dim));
+    ASSIGN_OR_RETURN(indices, Unsqueeze(indices, *dim));
+  }
+  ASSIGN_OR_RETURN(const Tensor range,
+                   Arange(Scalar{int64_t{0}}, Scalar{shape[*dim]}, Scalar{int64_t{1}},
+                          TensorOptions{DType::kInt64, g.device(), ctx.budget()}));
+  Dims along(ndim, 1);
+  along[*dim] = shape[*dim];
+  ASSIGN_OR_RETURN(const Tensor positions, Reshape(range, along));
+  ASSIGN_OR_RETURN(const Tensor chosen, ctx.Call("eq", {positions, indices}));
+  ASSIGN_OR_RETURN(Tensor r, ctx.Call("where", {chosen, g, zero}));
+  return Grads{std::move(r)};
+}
+
+// The sum over the softmax dim, kept for broadcasting.
+absl::StatusOr<Tensor> SumAlongSoftmaxDim(const GradContext& ctx, const Tensor& t) {
+  ASSIGN_OR_RETURN(const std::optional<int64_t> dim,
+                   SingleDim(ctx.forward(), static_cast<int64_t>(ctx.info(0).shape.size())));
+  std::map<std::string, Attr> attrs{{"keepdim", true}};
+  if (dim && *dim >= 0) attrs.emplace("dim", Dims{*dim});
+  return ctx.Call("sum", {t}, attrs);
+}
+
+// d softmax = y * (g - sum(g * y)); d log_softmax = g - exp(y) * sum(g).
+template <bool kLog>
+absl::StatusOr<Grads> SoftmaxBackward(const GradContext& ctx) {
+  const Tensor& y = ctx.output();
+  const Tensor& g = ctx.grad();
+  if (kLog) {
+    ASSIGN_OR_RETURN(const Tensor total, SumAlongSoftmaxDim(ctx, g));
+    ASSIGN_OR_RETURN(const Tensor probs, ctx.Call("exp", {y}));
+    ASSIGN_OR_RETURN(const Tensor spread, ctx.Call("mul", {probs, total}));
+    ASSIGN_OR_RETURN(Tensor r, ctx.Call("sub", {g, spread}));
+    return Grads{std::move(r)};
+  }
+  ASSIGN_OR_RETURN(const Tensor gy, ctx.Call("mul", {g, y}));
+  ASSIGN_OR_RETURN(const Tensor total, SumAlongSoftmaxDim(ctx, gy));
+  ASSIGN_OR_RETURN(const Tensor centered, ctx.Call("sub", {g, total}));
+  ASSIGN_OR_RETURN(Tensor r, ctx.Call("mul", {y, centered}));
+  return Grads{std::move(r)};
+}
+
 }  // namespace
 
 void AddReductionOps(OpTable& table) {
   table.insert({
-      {"sum", FoldOp<FoldKind::kSum>},
-      {"prod", FoldOp<FoldKind::kProd>},
-      {"mean", FoldOp<FoldKind::kMean>},
-      {"var", VarianceOp<false>},
-      {"std", VarianceOp<true>},
-      {"max", MaxMinOp<true>},
-      {"min", MaxMinOp<false>},
+      {"sum", {FoldOp<FoldKind::kSum>, SumBackward}},
+      {"prod", {FoldOp<FoldKind::kProd>, ProdBackward, kSavesInputs | kSavesOutputs}},
+      {"mean", {FoldOp<FoldKind::kMean>, MeanBackward}},
+      {"var", {VarianceOp<false>, VarianceBackward<false>, kSavesInputs}},
+      {"std", {VarianceOp<true>, VarianceBackward<true>, kSavesInputs | kSavesOutputs}},
+      {"max", {MaxMinOp<true>, MaxMinBackward, kSavesInputs | kSavesOutputs}},
+      {"min", {MaxMinOp<false>, MaxMinBackward, kSavesInputs | kSavesOutputs}},
       {"argmax", ArgMaxMinOp<true>},
       {"argmin", ArgMaxMinOp<false>},
-      {"softmax", SoftmaxOp<false>},
-      {"log_softmax", SoftmaxOp<true>},
+      {"softmax", {SoftmaxOp<false>, SoftmaxBackward<false>, kSavesOutputs}},
+      {"log_softmax", {SoftmaxOp<true>, SoftmaxBackward<true>, kSavesOutputs}},
   });
 }
 

@@ -98,4 +98,12 @@ void FillMeta(const std::string& handle, const Tensor& tensor, v1::TensorMeta* m
   meta->set_is_contiguous(tensor.is_contiguous());
 }
 
+void FillMeta(const std::string& handle, const Variable& variable, v1::TensorMeta* meta) {
+  FillMeta(handle, variable.tensor, meta);
+  meta->set_requires_grad(variable.requires_grad());
+  if (variable.autograd != nullptr && variable.autograd->grad_fn != nullptr) {
+    meta->set_grad_fn(variable.autograd->grad_fn->name());
+  }
+}
+
 }  // namespace tensord

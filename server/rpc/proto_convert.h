@@ -8,6 +8,7 @@
 #include <grpcpp/support/status.h>
 
 #include "absl/status/statusor.h"
+#include "autograd/node.h"
 #include "core/scalar.h"
 #include "core/tensor.h"
 #include "core/views.h"
@@ -31,5 +32,7 @@ absl::StatusOr<IndexItem> FromProto(const v1::IndexItem& item);
 absl::StatusOr<Attr> AttrFromProto(const v1::OpArg& arg);
 
 void FillMeta(const std::string& handle, const Tensor& tensor, v1::TensorMeta* meta);
+// Also fills requires_grad and grad_fn.
+void FillMeta(const std::string& handle, const Variable& variable, v1::TensorMeta* meta);
 
 }  // namespace tensord

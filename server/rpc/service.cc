@@ -1,71 +1,50 @@
 #include "rpc/service.h"
 
-#include <exception>
-#include <new>
-
 #include "absl/strings/str_cat.h"
-#include "common/status_macros.h"
-#include "core/copy.h"
-#include "core/create.h"
-#include "core/views.h"
+#include "autograd/recorder.h"
 #include "common/log.h"
+#include "common/status_macros.h"
+#include "core/create.h"
 #include "rpc/proto_convert.h"
+#include "rpc/respond.h"
 
 namespace tensord {
 namespace {
 
-// Runs `body` and finishes the call with its status. This is the boundary
-// where no failure may escape: an exception (an allocation failure on a
-// bizarre request, say) becomes a status instead of ending the process.
-template <typename Body>
-grpc::ServerUnaryReactor* Respond(grpc::CallbackServerContext* context, Body&& body) {
-  absl::Status status;
-  try {
-    status = body();
-  } catch (const std::bad_alloc&) {
-    status = absl::ResourceExhaustedError("the server ran out of memory for this request");
-  } catch (const std::exception& e) {
-    status = absl::InternalError(absl::StrCat("unexpected error: ", e.what()));
-  }
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(status));
-  return reactor;
-}
-
-// Registers `tensor` in `session` and describes it in `meta`.
-absl::Status Publish(Session& session, Tensor tensor, v1::TensorMeta* meta) {
-  ASSIGN_OR_RETURN(const std::string handle, session.Put(tensor));
-  FillMeta(handle, tensor, meta);
-  return absl::OkStatus();
-}
-
-absl::StatusOr<Tensor> ApplyView(const Tensor& t, const v1::ViewRequest& request) {
+// The view op (ops/shape.cc) a ViewRequest names, with its attributes.
+absl::StatusOr<std::pair<std::string, std::map<std::string, Attr>>> ViewOp(
+    const v1::ViewRequest& request) {
+  using Attrs = std::map<std::string, Attr>;
+  using Result = std::pair<std::string, Attrs>;
   switch (request.op_case()) {
     case v1::ViewRequest::kTranspose:
-      return Transpose(t, request.transpose().dim0(), request.transpose().dim1());
+      return Result{"transpose",
+                    Attrs{{"dim0", request.transpose().dim0()}, {"dim1", request.transpose().dim1()}}};
     case v1::ViewRequest::kPermute:
-      return Permute(t, ToDims(request.permute().dims()));
+      return Result{"permute", Attrs{{"dims", ToDims(request.permute().dims())}}};
     case v1::ViewRequest::kView:
-      return View(t, ToDims(request.view().shape()));
+      return Result{"view", Attrs{{"shape", ToDims(request.view().shape())}}};
     case v1::ViewRequest::kReshape:
-      return Reshape(t, ToDims(request.reshape().shape()));
+      return Result{"reshape", Attrs{{"shape", ToDims(request.reshape().shape())}}};
     case v1::ViewRequest::kSqueeze:
-      return Squeeze(t, ToDims(request.squeeze().dims()));
+      return Result{"squeeze", Attrs{{"dims", ToDims(request.squeeze().dims())}}};
     case v1::ViewRequest::kUnsqueeze:
-      return Unsqueeze(t, request.unsqueeze().dim());
+      return Result{"unsqueeze", Attrs{{"dim", request.unsqueeze().dim()}}};
     case v1::ViewRequest::kExpand:
-      return Expand(t, ToDims(request.expand().shape()));
+      return Result{"expand", Attrs{{"shape", ToDims(request.expand().shape())}}};
     case v1::ViewRequest::kFlatten:
-      return Flatten(t, request.flatten().start_dim(), request.flatten().end_dim());
+      return Result{"flatten", Attrs{{"start_dim", request.flatten().start_dim()},
+                                     {"end_dim", request.flatten().end_dim()}}};
     case v1::ViewRequest::kSelect:
-      return Select(t, request.select().dim(), request.select().index());
+      return Result{"select",
+                    Attrs{{"dim", request.select().dim()}, {"index", request.select().index()}}};
     case v1::ViewRequest::kIndex: {
       std::vector<IndexItem> items;
       for (const v1::IndexItem& item : request.index().items()) {
         ASSIGN_OR_RETURN(IndexItem converted, FromProto(item));
         items.push_back(std::move(converted));
       }
-      return Index(t, items);
+      return Result{"index", Attrs{{"items", std::move(items)}}};
     }
     case v1::ViewRequest::OP_NOT_SET:
       break;
@@ -134,8 +113,8 @@ grpc::ServerUnaryReactor* TensordService::GetTensor(grpc::CallbackServerContext*
                                                     v1::TensorMeta* response) {
   return Respond(context, [&]() -> absl::Status {
     ASSIGN_OR_RETURN(std::shared_ptr<Session> session, SessionFor(context));
-    ASSIGN_OR_RETURN(Tensor tensor, session->Get(request->handle()));
-    FillMeta(request->handle(), tensor, response);
+    ASSIGN_OR_RETURN(Variable variable, session->GetVariable(request->handle()));
+    FillMeta(request->handle(), variable, response);
     return absl::OkStatus();
   });
 }
@@ -157,8 +136,8 @@ grpc::ServerUnaryReactor* TensordService::ListTensors(grpc::CallbackServerContex
                                                       v1::ListTensorsResponse* response) {
   return Respond(context, [&]() -> absl::Status {
     ASSIGN_OR_RETURN(std::shared_ptr<Session> session, SessionFor(context));
-    for (const auto& [handle, tensor] : session->List()) {
-      FillMeta(handle, tensor, response->add_tensors());
+    for (const auto& [handle, variable] : session->List()) {
+      FillMeta(handle, variable, response->add_tensors());
     }
     return absl::OkStatus();
   });
@@ -186,6 +165,7 @@ grpc::ServerUnaryReactor* TensordService::Create(grpc::CallbackServerContext* co
     TensorOptions options;
     ASSIGN_OR_RETURN(options.dtype, FromProto(request->dtype()));
     options.budget = budget_;
+    if (request->requires_grad()) RETURN_IF_ERROR(CheckSupportsGrad(options.dtype));
     Dims shape = ToDims(request->shape());
     const bool random = request->kind() == v1::CreateRequest::RAND ||
                         request->kind() == v1::CreateRequest::RANDN;
@@ -222,7 +202,9 @@ grpc::ServerUnaryReactor* TensordService::Create(grpc::CallbackServerContext* co
             absl::StrCat("unknown creation kind ", static_cast<int>(request->kind())));
     }
     if (!tensor.ok()) return tensor.status();
-    return Publish(*session, *std::move(tensor), response);
+    std::shared_ptr<AutogradMeta> autograd;
+    if (request->requires_grad()) autograd = std::make_shared<AutogradMeta>(true, nullptr, 0);
+    return Publish(*session, Variable{*std::move(tensor), std::move(autograd)}, response);
   });
 }
 
@@ -236,14 +218,23 @@ grpc::ServerUnaryReactor* TensordService::ManualSeed(grpc::CallbackServerContext
   });
 }
 
+absl::StatusOr<std::vector<Variable>> TensordService::RunForClient(
+    Session& session, const OpContext& op,
+    const std::vector<std::shared_ptr<AutogradMeta>>& autograd, bool no_grad) {
+  return RunRecorded(op, autograd, !no_grad, [&session] { return session.NextSeed(); });
+}
+
 grpc::ServerUnaryReactor* TensordService::View(grpc::CallbackServerContext* context,
                                                const v1::ViewRequest* request,
                                                v1::TensorMeta* response) {
   return Respond(context, [&]() -> absl::Status {
     ASSIGN_OR_RETURN(std::shared_ptr<Session> session, SessionFor(context));
-    ASSIGN_OR_RETURN(Tensor tensor, session->Get(request->handle()));
-    ASSIGN_OR_RETURN(Tensor view, ApplyView(tensor, *request));
-    return Publish(*session, std::move(view), response);
+    ASSIGN_OR_RETURN(Variable input, session->GetVariable(request->handle()));
+    ASSIGN_OR_RETURN(auto view, ViewOp(*request));
+    const OpContext op(std::move(view.first), {input.tensor}, std::move(view.second), budget_);
+    ASSIGN_OR_RETURN(std::vector<Variable> outputs,
+                     RunForClient(*session, op, {input.autograd}, request->no_grad()));
+    return Publish(*session, std::move(outputs.at(0)), response);
   });
 }
 
@@ -252,26 +243,30 @@ grpc::ServerUnaryReactor* TensordService::Copy(grpc::CallbackServerContext* cont
                                                v1::TensorMeta* response) {
   return Respond(context, [&]() -> absl::Status {
     ASSIGN_OR_RETURN(std::shared_ptr<Session> session, SessionFor(context));
-    ASSIGN_OR_RETURN(Tensor tensor, session->Get(request->handle()));
-    absl::StatusOr<Tensor> result;
+    ASSIGN_OR_RETURN(Variable input, session->GetVariable(request->handle()));
+    std::map<std::string, Attr> attrs;
+    std::string name;
     switch (request->kind()) {
       case v1::CopyRequest::CONTIGUOUS:
-        result = Contiguous(tensor);
+        name = "contiguous";
         break;
       case v1::CopyRequest::CLONE:
-        result = Clone(tensor);
+        name = "clone";
         break;
       case v1::CopyRequest::CAST: {
         ASSIGN_OR_RETURN(const DType dtype, FromProto(request->dtype()));
-        result = Cast(tensor, dtype);
+        name = "to";
+        attrs.emplace("dtype", dtype);
         break;
       }
       default:
         return absl::InvalidArgumentError(
             absl::StrCat("unknown copy kind ", static_cast<int>(request->kind())));
     }
-    if (!result.ok()) return result.status();
-    return Publish(*session, *std::move(result), response);
+    const OpContext op(std::move(name), {input.tensor}, std::move(attrs), budget_);
+    ASSIGN_OR_RETURN(std::vector<Variable> outputs,
+                     RunForClient(*session, op, {input.autograd}, request->no_grad()));
+    return Publish(*session, std::move(outputs.at(0)), response);
   });
 }
 
@@ -281,12 +276,15 @@ grpc::ServerUnaryReactor* TensordService::Op(grpc::CallbackServerContext* contex
   return Respond(context, [&]() -> absl::Status {
     ASSIGN_OR_RETURN(std::shared_ptr<Session> session, SessionFor(context));
     std::vector<Operand> args;
+    std::vector<std::shared_ptr<AutogradMeta>> autograd;
     for (const v1::OpArg& arg : request->args()) {
       if (arg.value_case() == v1::OpArg::kHandle) {
-        ASSIGN_OR_RETURN(Tensor tensor, session->Get(arg.handle()));
-        args.push_back(std::move(tensor));
+        ASSIGN_OR_RETURN(Variable variable, session->GetVariable(arg.handle()));
+        args.push_back(std::move(variable.tensor));
+        autograd.push_back(std::move(variable.autograd));
       } else if (arg.value_case() == v1::OpArg::kScalar) {
         args.push_back(FromProto(arg.scalar()));
+        autograd.push_back(nullptr);
       } else {
         return absl::InvalidArgumentError(absl::StrCat(
             request->op(), ": positional arguments must be tensors or numbers"));
@@ -301,9 +299,10 @@ grpc::ServerUnaryReactor* TensordService::Op(grpc::CallbackServerContext* contex
       }
       attrs.emplace(name, *std::move(attr));
     }
-    ASSIGN_OR_RETURN(std::vector<Tensor> outputs,
-                     RunOp(OpContext(request->op(), std::move(args), std::move(attrs), budget_)));
-    for (Tensor& output : outputs) {
+    const OpContext op(request->op(), std::move(args), std::move(attrs), budget_);
+    ASSIGN_OR_RETURN(std::vector<Variable> outputs,
+                     RunForClient(*session, op, autograd, request->no_grad()));
+    for (Variable& output : outputs) {
       RETURN_IF_ERROR(Publish(*session, std::move(output), response->add_outputs()));
     }
     return absl::OkStatus();

@@ -1,7 +1,9 @@
 // The gRPC service: thin callback-API handlers that validate the request,
-// call the core (views, copies, factories, sessions) and finish with the
-// mapped status. Upload and Download are raw-ByteBuffer methods so that
-// tensor bytes bypass protobuf (see chunk_codec.h).
+// call the core (views, copies, factories, sessions, the autograd recorder
+// and engine, optimizers) and finish with the mapped status. Upload and
+// Download are raw-ByteBuffer methods so that tensor bytes bypass protobuf
+// (see chunk_codec.h). Handlers live in service.cc, transfer.cc (bulk
+// bytes) and autograd_service.cc (autograd and optimizers).
 //
 // Thread-safety: handlers run concurrently on gRPC's callback threads; all
 // shared state lives in the thread-safe SessionRegistry and MemoryBudget.
@@ -85,7 +87,41 @@ class TensordService final
                                const v1::OpRequest* request,
                                v1::OpResponse* response) override;
 
+  grpc::ServerUnaryReactor* SetRequiresGrad(grpc::CallbackServerContext* context,
+                                            const v1::SetRequiresGradRequest* request,
+                                            v1::TensorMeta* response) override;
+  grpc::ServerUnaryReactor* Detach(grpc::CallbackServerContext* context,
+                                   const v1::TensorRef* request,
+                                   v1::TensorMeta* response) override;
+  grpc::ServerUnaryReactor* RetainGrad(grpc::CallbackServerContext* context,
+                                       const v1::TensorRef* request,
+                                       v1::TensorMeta* response) override;
+  grpc::ServerUnaryReactor* GetGrad(grpc::CallbackServerContext* context,
+                                    const v1::TensorRef* request,
+                                    v1::GetGradResponse* response) override;
+  grpc::ServerUnaryReactor* SetGrad(grpc::CallbackServerContext* context,
+                                    const v1::SetGradRequest* request,
+                                    v1::SetGradResponse* response) override;
+  grpc::ServerUnaryReactor* Backward(grpc::CallbackServerContext* context,
+                                     const v1::BackwardRequest* request,
+                                     v1::BackwardResponse* response) override;
+  grpc::ServerUnaryReactor* ZeroGrad(grpc::CallbackServerContext* context,
+                                     const v1::ZeroGradRequest* request,
+                                     v1::ZeroGradResponse* response) override;
+  grpc::ServerUnaryReactor* CreateOptimizer(grpc::CallbackServerContext* context,
+                                            const v1::CreateOptimizerRequest* request,
+                                            v1::CreateOptimizerResponse* response) override;
+  grpc::ServerUnaryReactor* Step(grpc::CallbackServerContext* context,
+                                 const v1::StepRequest* request,
+                                 v1::StepResponse* response) override;
+
  private:
+  // Runs `op` for `session` through the autograd recorder; `autograd[i]`
+  // is the autograd state of argument i.
+  absl::StatusOr<std::vector<Variable>> RunForClient(
+      Session& session, const OpContext& op,
+      const std::vector<std::shared_ptr<AutogradMeta>>& autograd, bool no_grad);
+
   const std::shared_ptr<MemoryBudget> budget_;
   SessionRegistry* const sessions_;
   const std::shared_ptr<const TokenAuthenticator> auth_;

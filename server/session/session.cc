@@ -19,23 +19,65 @@ std::string NewRandomId() {
   return absl::BytesToHexString(absl::string_view(bytes, sizeof bytes));
 }
 
-absl::StatusOr<std::string> Session::Put(Tensor tensor) {
+namespace {
+absl::Status UnknownHandle(const std::string& handle) {
+  return absl::NotFoundError(absl::StrCat("no tensor with handle '", handle,
+                                          "' in this session (never created, freed, or "
+                                          "owned by another session)"));
+}
+}  // namespace
+
+absl::StatusOr<std::string> Session::Put(Variable variable) {
   std::string handle = NewRandomId();
   absl::MutexLock lock(&mu_);
   if (closed_) {
     return absl::FailedPreconditionError(absl::StrCat("session ", id_, " is closed"));
   }
-  tensors_.emplace(handle, std::move(tensor));
+  tensors_.emplace(handle, std::move(variable));
   return handle;
 }
 
 absl::StatusOr<Tensor> Session::Get(const std::string& handle) const {
   absl::MutexLock lock(&mu_);
   auto it = tensors_.find(handle);
-  if (it == tensors_.end()) {
-    return absl::NotFoundError(absl::StrCat("no tensor with handle '", handle,
-                                            "' in this session (never created, freed, or "
-                                            "owned by another session)"));
+  if (it == tensors_.end()) return UnknownHandle(handle);
+  return it->second.tensor;
+}
+
+absl::StatusOr<Variable> Session::GetVariable(const std::string& handle) const {
+  absl::MutexLock lock(&mu_);
+  auto it = tensors_.find(handle);
+  if (it == tensors_.end()) return UnknownHandle(handle);
+  return it->second;
+}
+
+absl::StatusOr<Variable> Session::EnsureAutograd(const std::string& handle) {
+  absl::MutexLock lock(&mu_);
+  auto it = tensors_.find(handle);
+  if (it == tensors_.end()) return UnknownHandle(handle);
+  if (it->second.autograd == nullptr) {
+    it->second.autograd = std::make_shared<AutogradMeta>(false, nullptr, 0);
+  }
+  return it->second;
+}
+
+absl::StatusOr<std::string> Session::PutOptimizer(std::shared_ptr<ParamOptimizer> optimizer) {
+  std::string id = NewRandomId();
+  absl::MutexLock lock(&mu_);
+  if (closed_) {
+    return absl::FailedPreconditionError(absl::StrCat("session ", id_, " is closed"));
+  }
+  optimizers_.emplace(id, std::move(optimizer));
+  return id;
+}
+
+absl::StatusOr<std::shared_ptr<ParamOptimizer>> Session::GetOptimizer(
+    const std::string& id) const {
+  absl::MutexLock lock(&mu_);
+  auto it = optimizers_.find(id);
+  if (it == optimizers_.end()) {
+    return absl::NotFoundError(absl::StrCat("no optimizer with id '", id,
+                                            "' in this session (never created or freed)"));
   }
   return it->second;
 }
@@ -43,25 +85,29 @@ absl::StatusOr<Tensor> Session::Get(const std::string& handle) const {
 absl::StatusOr<int64_t> Session::Free(const std::vector<std::string>& handles) {
   // Tensors are moved out under the lock and destroyed after it, so freeing a
   // large storage never blocks other requests of this session.
-  std::vector<Tensor> dropped;
+  std::vector<Variable> dropped;
+  std::vector<std::shared_ptr<ParamOptimizer>> dropped_optimizers;
   {
     absl::MutexLock lock(&mu_);
     for (const std::string& handle : handles) {
-      if (!tensors_.contains(handle)) {
+      if (!tensors_.contains(handle) && !optimizers_.contains(handle)) {
         return absl::NotFoundError(absl::StrCat("cannot free unknown handle '", handle, "'"));
       }
     }
     for (const std::string& handle : handles) {
-      auto it = tensors_.find(handle);
-      if (it == tensors_.end()) continue;  // listed twice
-      dropped.push_back(std::move(it->second));
-      tensors_.erase(it);
+      if (auto it = tensors_.find(handle); it != tensors_.end()) {
+        dropped.push_back(std::move(it->second));
+        tensors_.erase(it);
+      } else if (auto opt = optimizers_.find(handle); opt != optimizers_.end()) {
+        dropped_optimizers.push_back(std::move(opt->second));
+        optimizers_.erase(opt);
+      }  // else: listed twice
     }
   }
-  return static_cast<int64_t>(dropped.size());
+  return static_cast<int64_t>(dropped.size() + dropped_optimizers.size());
 }
 
-std::vector<std::pair<std::string, Tensor>> Session::List() const {
+std::vector<std::pair<std::string, Variable>> Session::List() const {
   absl::MutexLock lock(&mu_);
   return {tensors_.begin(), tensors_.end()};
 }
@@ -70,7 +116,8 @@ int64_t Session::StorageBytes() const {
   absl::MutexLock lock(&mu_);
   absl::flat_hash_set<const Storage*> seen;
   int64_t bytes = 0;
-  for (const auto& [handle, tensor] : tensors_) {
+  for (const auto& [handle, variable] : tensors_) {
+    const Tensor& tensor = variable.tensor;
     if (seen.insert(tensor.storage().get()).second) bytes += tensor.storage()->nbytes();
   }
   return bytes;
@@ -82,11 +129,13 @@ int64_t Session::size() const {
 }
 
 int64_t Session::Close() {
-  absl::flat_hash_map<std::string, Tensor> dropped;
+  absl::flat_hash_map<std::string, Variable> dropped;
+  absl::flat_hash_map<std::string, std::shared_ptr<ParamOptimizer>> dropped_optimizers;
   {
     absl::MutexLock lock(&mu_);
     closed_ = true;
     dropped.swap(tensors_);
+    dropped_optimizers.swap(optimizers_);
   }
   return static_cast<int64_t>(dropped.size());
 }

@@ -1,6 +1,7 @@
 // Client sessions and the tensors they own.
 //
-// A Session maps unguessable handles to tensors. A SessionRegistry opens
+// A Session maps unguessable handles to tensors with their autograd state
+// (autograd/node.h: Variable), and optimizer ids to optimizers. A SessionRegistry opens
 // sessions, looks them up by id (renewing their lease), closes them, and
 // closes those whose lease ran out. Closing a session drops its tensors;
 // storage is returned to the MemoryBudget once nothing else (a view in
@@ -22,7 +23,9 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "autograd/node.h"
 #include "core/tensor.h"
+#include "optim/param_optimizer.h"
 
 namespace tensord {
 
@@ -37,19 +40,30 @@ class Session {
   const std::string& id() const { return id_; }
   const std::string& client_name() const { return client_name_; }
 
-  // Stores `tensor` under a new handle. FailedPrecondition once closed.
-  absl::StatusOr<std::string> Put(Tensor tensor);
+  // Stores `variable` under a new handle. FailedPrecondition once closed.
+  absl::StatusOr<std::string> Put(Variable variable);
+  absl::StatusOr<std::string> Put(Tensor tensor) { return Put(Variable{std::move(tensor), nullptr}); }
   // NotFound for unknown or freed handles.
   absl::StatusOr<Tensor> Get(const std::string& handle) const;
-  // Frees all of `handles` or, if any is unknown, none of them. Returns how
-  // many distinct tensors were freed (a handle may be listed twice).
+  absl::StatusOr<Variable> GetVariable(const std::string& handle) const;
+  // Gives `handle` autograd state (SetRequiresGrad on a tensor that had none).
+  absl::StatusOr<Variable> EnsureAutograd(const std::string& handle);
+  // Frees all of `handles` (tensor handles or optimizer ids) or, if any is
+  // unknown, none of them. Returns how many distinct entries were freed (a
+  // handle may be listed twice).
   absl::StatusOr<int64_t> Free(const std::vector<std::string>& handles);
-  std::vector<std::pair<std::string, Tensor>> List() const;
+  std::vector<std::pair<std::string, Variable>> List() const;
+
+  // Stores an optimizer under a new id. FailedPrecondition once closed.
+  absl::StatusOr<std::string> PutOptimizer(std::shared_ptr<ParamOptimizer> optimizer);
+  // NotFound for unknown or freed ids.
+  absl::StatusOr<std::shared_ptr<ParamOptimizer>> GetOptimizer(const std::string& id) const;
   // Bytes of the distinct storages this session's tensors reference.
   int64_t StorageBytes() const;
   int64_t size() const;
 
-  // Drops every tensor and refuses new ones; returns how many were dropped.
+  // Drops every tensor and optimizer and refuses new ones; returns how many
+  // tensors were dropped.
   int64_t Close();
 
   // Seeds the session's generator (ManualSeed).
@@ -63,7 +77,9 @@ class Session {
   const std::string client_name_;
   mutable absl::Mutex mu_;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
-  absl::flat_hash_map<std::string, Tensor> tensors_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, Variable> tensors_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::shared_ptr<ParamOptimizer>> optimizers_
+      ABSL_GUARDED_BY(mu_);
   std::optional<std::mt19937_64> generator_ ABSL_GUARDED_BY(mu_);
 };
 

@@ -145,6 +145,8 @@ def test_reflection_describes_tensor_meta(server):
         "device": (6, F.TYPE_STRING, F.LABEL_OPTIONAL),
         "storage_nbytes": (7, F.TYPE_INT64, F.LABEL_OPTIONAL),
         "is_contiguous": (8, F.TYPE_BOOL, F.LABEL_OPTIONAL),
+        "requires_grad": (9, F.TYPE_BOOL, F.LABEL_OPTIONAL),
+        "grad_fn": (10, F.TYPE_STRING, F.LABEL_OPTIONAL),
     }
     assert meta.fields_by_name["dtype"].enum_type.full_name == "tensord.v1.DType"
 

@@ -177,6 +177,19 @@ def test_every_tensord_rpc_needs_the_token(token_server):
             "Op": lambda md: stub.Op(
                 pb.OpRequest(op="neg", args=[pb.OpArg(handle=handle)]), metadata=md, timeout=10
             ),
+            "SetRequiresGrad": lambda md: stub.SetRequiresGrad(
+                pb.SetRequiresGradRequest(handle=handle, requires_grad=False), metadata=md, timeout=10
+            ),
+            "Detach": lambda md: stub.Detach(pb.TensorRef(handle=handle), metadata=md, timeout=10),
+            "RetainGrad": lambda md: stub.RetainGrad(pb.TensorRef(handle=handle), metadata=md, timeout=10),
+            "GetGrad": lambda md: stub.GetGrad(pb.TensorRef(handle=handle), metadata=md, timeout=10),
+            "SetGrad": lambda md: stub.SetGrad(pb.SetGradRequest(handle=handle), metadata=md, timeout=10),
+            "Backward": lambda md: stub.Backward(pb.BackwardRequest(tensors=[handle]), metadata=md, timeout=10),
+            "ZeroGrad": lambda md: stub.ZeroGrad(pb.ZeroGradRequest(handles=[handle]), metadata=md, timeout=10),
+            "CreateOptimizer": lambda md: stub.CreateOptimizer(
+                pb.CreateOptimizerRequest(kind=pb.CreateOptimizerRequest.SGD), metadata=md, timeout=10
+            ),
+            "Step": lambda md: stub.Step(pb.StepRequest(optimizer="x"), metadata=md, timeout=10),
             "CloseSession": lambda md: stub.CloseSession(pb.CloseSessionRequest(), metadata=md, timeout=10),
         }
         declared = {m.name for m in pb.DESCRIPTOR.services_by_name["Tensord"].methods}
