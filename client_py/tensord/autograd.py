@@ -77,6 +77,13 @@ class set_grad_enabled(_GradMode):  # noqa: N801
         self._previous = is_grad_enabled()
         _set(self._mode)  # torch applies it at once, so the plain call works too
 
+    def __enter__(self) -> None:
+        pass  # already applied; __exit__ restores the mode from before the call
+
+    def __call__(self, fn: _F) -> _F:
+        _set(self._previous)  # as a decorator it applies only while fn runs
+        return super().__call__(fn)
+
 
 def backward(
     tensors: "Tensor | Sequence[Tensor]",

@@ -93,8 +93,14 @@ void Node::RetainGrad(int output_nr, std::weak_ptr<AutogradMeta> meta) {
 }
 
 absl::Status Node::CaptureRetained(const std::vector<std::optional<Tensor>>& grads) {
-  absl::MutexLock lock(&retained_mu_);
-  for (const auto& [output_nr, weak] : retained_) {
+  // Copied out so that no node lock is held while a meta is locked (the
+  // RetainGrad RPC takes them in the other order).
+  std::vector<std::pair<int, std::weak_ptr<AutogradMeta>>> retained;
+  {
+    absl::MutexLock lock(&retained_mu_);
+    retained = retained_;
+  }
+  for (const auto& [output_nr, weak] : retained) {
     std::shared_ptr<AutogradMeta> meta = weak.lock();
     if (meta != nullptr && grads[output_nr]) {
       RETURN_IF_ERROR(AccumulateInto(*meta, *grads[output_nr]));

@@ -15,7 +15,9 @@
 // holds its accumulator only weakly, so there is no cycle.
 //
 // Thread-safety: AutogradMeta and Node guard their mutable state with their
-// own mutex; the graph's shape never changes after recording.
+// own mutex; the graph's shape never changes after recording. No code holds
+// two of these mutexes at once, except ParamOptimizer (its own, then a
+// parameter's AutogradMeta).
 #pragma once
 
 #include <atomic>

@@ -85,11 +85,13 @@ grpc::ServerUnaryReactor* TensordService::RetainGrad(grpc::CallbackServerContext
     }
     AutogradMeta& meta = *variable.autograd;
     if (!meta.is_leaf()) {  // leaves keep their grad anyway
-      absl::MutexLock lock(&meta.mu);
-      if (!meta.retains_grad) {
+      bool first = false;
+      {
+        absl::MutexLock lock(&meta.mu);
+        first = !meta.retains_grad;
         meta.retains_grad = true;
-        meta.grad_fn->RetainGrad(meta.output_nr, variable.autograd);
       }
+      if (first) meta.grad_fn->RetainGrad(meta.output_nr, variable.autograd);
     }
     FillMeta(request->handle(), variable, response);
     return absl::OkStatus();
