@@ -6,6 +6,10 @@
   (KeepAlive): the ratio is what an op costs beyond a round trip.
 * A 1024x1024 float32 matmul on the server next to NumPy's in this process
   (both OpenBLAS underneath); the server figure includes its RPC.
+* The linear-regression training loop of examples/linear_regression.py
+  (model, MSELoss, SGD, 100 steps, predictions downloaded), end to end,
+  next to the same loop in local PyTorch when `torch` is importable and the
+  same 100 steps written by hand in NumPy.
 
 Medians of interleaved runs.
 
@@ -94,9 +98,85 @@ def main() -> None:
                 np.testing.assert_allclose((tx @ ty).numpy(), x @ y, rtol=1e-4)
             else:
                 print("\nmatmul: not available in this build")
+
+            seed_loop(td, max(3, args.runs // 40))
     finally:
         proc.terminate()
         proc.wait()
+
+
+def regression_data() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.RandomState(0)
+    X = rng.rand(100, 1)
+    y = 2 * X + 1 + 0.1 * rng.randn(100, 1)
+    return X, y
+
+
+def tensord_loop(td: tensord.Client, X: np.ndarray, y: np.ndarray, epochs: int = 100) -> np.ndarray:
+    X_tensor = td.from_numpy(X).float()
+    y_tensor = td.from_numpy(y).float()
+    model = td.nn.Linear(1, 1)
+    criterion = td.nn.MSELoss()
+    optimizer = td.optim.SGD(model.parameters(), lr=0.01)
+    for _ in range(epochs):
+        loss = criterion(model(X_tensor), y_tensor)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model(X_tensor).detach().numpy()
+
+
+def torch_loop(torch, X: np.ndarray, y: np.ndarray, epochs: int = 100) -> np.ndarray:
+    X_tensor = torch.from_numpy(X).float()
+    y_tensor = torch.from_numpy(y).float()
+    model = torch.nn.Linear(1, 1)
+    criterion = torch.nn.MSELoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    for _ in range(epochs):
+        loss = criterion(model(X_tensor), y_tensor)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return model(X_tensor).detach().numpy()
+
+
+def numpy_loop(X: np.ndarray, y: np.ndarray, epochs: int = 100) -> np.ndarray:
+    Xf, yf = X.astype(np.float32), y.astype(np.float32)
+    rng = np.random.default_rng(0)
+    w = rng.uniform(-1, 1, (1, 1)).astype(np.float32)
+    b = rng.uniform(-1, 1, (1,)).astype(np.float32)
+    for _ in range(epochs):
+        grad_out = 2 * (Xf @ w.T + b - yf) / yf.size
+        w -= np.float32(0.01) * (grad_out.T @ Xf)
+        b -= np.float32(0.01) * grad_out.sum(0)
+    return Xf @ w.T + b
+
+
+def seed_loop(td: tensord.Client, runs: int) -> None:
+    X, y = regression_data()
+    candidates: dict[str, Callable[[], object]] = {
+        "tensord (remote autograd)": lambda: tensord_loop(td, X, y),
+        "NumPy by hand": lambda: numpy_loop(X, y),
+    }
+    try:
+        import torch
+
+        torch.set_num_threads(1)  # a 100x1 problem: threads only add overhead
+        candidates["PyTorch (local)"] = lambda: torch_loop(torch, X, y)
+    except ImportError:
+        torch = None
+    loop = medians(candidates, runs)
+    steps = 100
+    print(f"\nlinear-regression seed loop (100 SGD steps + download), median of {runs} runs")
+    for name, seconds in loop.items():
+        print(f"  {name:<34}{seconds * 1e3:9.2f} ms  {seconds / steps * 1e6:8.0f} us/step")
+    ours = loop["tensord (remote autograd)"]
+    if torch is not None:
+        print(f"  tensord / PyTorch time: {ours / loop['PyTorch (local)']:.2f}x")
+    else:
+        print("  PyTorch: not importable here, so no PyTorch ratio (pip install torch to add it)")
+    print(f"  tensord / NumPy-by-hand time: {ours / loop['NumPy by hand']:.2f}x"
+          " (5 RPCs per step: forward, loss, zero_grad, backward, step)")
 
 
 if __name__ == "__main__":

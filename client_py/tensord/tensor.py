@@ -432,6 +432,14 @@ class Tensor:
         """Absolute value; complex tensors give their real dtype."""
         return self._unary("abs")
 
+    def sign(self) -> "Tensor":
+        """-1, 0 or 1 elementwise (not differentiable: its gradient is zero almost everywhere)."""
+        return self._unary("sign")
+
+    def log1p(self) -> "Tensor":
+        """log(1 + x), accurate for small x; computed in float32 for integer tensors."""
+        return self._unary("log1p")
+
     def exp(self) -> "Tensor":
         return self._unary("exp")
 

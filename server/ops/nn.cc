@@ -413,7 +413,7 @@ absl::StatusOr<Outputs> BceWithLogitsOp(const OpContext& ctx) {
 }
 
 // dl/dx = (1 - y) - w (1 - sigmoid(x)) (= sigmoid(x) - y without pos_weight);
-// dl/dy = -x + (p - 1) softplus(-x).
+// dl/dy = -x + (p - 1) softplus(-x); dl/dp = y softplus(-x).
 absl::StatusOr<Grads> BceWithLogitsBackward(const GradContext& ctx) {
   const Tensor& x = ctx.input(0);
   const Tensor& y = ctx.input(1);
@@ -438,6 +438,11 @@ absl::StatusOr<Grads> BceWithLogitsBackward(const GradContext& ctx) {
       ASSIGN_OR_RETURN(dy, ctx.Call("add", {dy, extra}));
     }
     ASSIGN_OR_RETURN(r[1], ctx.Call("mul", {dy, g}));
+  }
+  if (ctx.num_inputs() == 3 && ctx.needs_grad(2)) {  // dl/dp = y softplus(-x)
+    ASSIGN_OR_RETURN(const Tensor soft, SoftplusOfNegative(ctx.forward(), x));
+    ASSIGN_OR_RETURN(const Tensor dp, ctx.Call("mul", {y, soft}));
+    ASSIGN_OR_RETURN(r[2], ctx.Call("mul", {dp, g}));
   }
   return r;
 }
@@ -465,9 +470,12 @@ absl::StatusOr<Tensor> DropoutScale(const OpContext& ctx, const Dims& shape, DTy
   ASSIGN_OR_RETURN(const Tensor u, Rand(shape, static_cast<uint64_t>(seed.value_or(0)),
                                         TensorOptions{DType::kFloat32, Device::Cpu(), ctx.budget()}));
   ASSIGN_OR_RETURN(const Tensor keep, Call(ctx, "ge", {u, Scalar{p}}));
+  // The scale as a 0-d tensor of the input's dtype, so that it is not
+  // rounded to float32 (where() with two numbers would give float32).
   const double scale = p < 1.0 ? 1.0 / (1.0 - p) : 0.0;
-  ASSIGN_OR_RETURN(const Tensor factor, Call(ctx, "where", {keep, Scalar{scale}, Scalar{0.0}}));
-  return Call(ctx, "to", {factor}, {{"dtype", dtype}});
+  ASSIGN_OR_RETURN(const Tensor kept_scale,
+                   Full(Dims{}, Scalar{scale}, TensorOptions{dtype, Device::Cpu(), ctx.budget()}));
+  return Call(ctx, "where", {keep, kept_scale, Scalar{int64_t{0}}});
 }
 
 absl::StatusOr<Outputs> DropoutOp(const OpContext& ctx) {
@@ -476,10 +484,7 @@ absl::StatusOr<Outputs> DropoutOp(const OpContext& ctx) {
   RETURN_IF_ERROR(RequireFloat(x, "input"));
   ASSIGN_OR_RETURN(const double p, DropoutP(ctx));
   ASSIGN_OR_RETURN(const bool training, ctx.Bool("training", true));
-  if (!training || p == 0.0) {
-    ASSIGN_OR_RETURN(Tensor same, Clone(x));
-    return Outputs{std::move(same)};
-  }
+  if (!training || p == 0.0) return Outputs{x};  // the input itself, as in torch: no copy
   ASSIGN_OR_RETURN(const Tensor factor, DropoutScale(ctx, x.shape(), x.dtype(), p));
   ASSIGN_OR_RETURN(Tensor out, Call(ctx, "mul", {x, factor}));
   return Outputs{std::move(out)};
