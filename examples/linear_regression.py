@@ -69,8 +69,8 @@ def run(td: tensord.Client, epochs: int = 100) -> Fit:
     return Fit(X, y, predicted, final_loss, initial_state, model.state_dict())
 
 
-def plot(fit: Fit, out: str) -> None:
-    """Draws the data and the fitted line into the PNG `out` (Agg backend when there is no display)."""
+def pyplot():
+    """matplotlib.pyplot, on the Agg backend when there is no display; exits with a hint if it is missing."""
     try:
         import matplotlib
     except ImportError:
@@ -79,6 +79,12 @@ def plot(fit: Fit, out: str) -> None:
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot(fit: Fit, out: str) -> None:
+    """Draws the data and the fitted line into the PNG `out` (Agg backend when there is no display)."""
+    plt = pyplot()
     X, y, predicted = fit.X, fit.y, fit.predicted
     plt.scatter(X, y, label='Original data'); plt.plot(X, predicted, color='red', label='Fitted line')
     plt.legend()
@@ -92,6 +98,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Fit:
     parser.add_argument("--out", default="linear_regression.png", help="PNG to draw into ('' for none)")
     parser.add_argument("--epochs", type=int, default=100, help="SGD steps")
     args = parser.parse_args(argv)
+    if args.out:
+        pyplot()  # fail before training, not after, when matplotlib is missing
 
     with tensord.connect(args.target) as td:
         fit = run(td, args.epochs)

@@ -77,8 +77,8 @@ def run(
     return accuracy
 
 
-def plot(td: tensord.Client, model: tensord.nn.Module, X: np.ndarray, labels: np.ndarray, out: str) -> None:
-    """Draws the points over the model's decision regions into the PNG `out`."""
+def pyplot():
+    """matplotlib.pyplot, on the Agg backend when there is no display; exits with a hint if it is missing."""
     try:
         import matplotlib
     except ImportError:
@@ -87,6 +87,12 @@ def plot(td: tensord.Client, model: tensord.nn.Module, X: np.ndarray, labels: np
         matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def plot(td: tensord.Client, model: tensord.nn.Module, X: np.ndarray, labels: np.ndarray, out: str) -> None:
+    """Draws the points over the model's decision regions into the PNG `out`."""
+    plt = pyplot()
     xs = np.linspace(-1.1, 1.1, 200, dtype=np.float32)
     grid = np.stack(np.meshgrid(xs, xs), axis=-1).reshape(-1, 2)
     with tensord.no_grad():
@@ -106,6 +112,8 @@ def main(argv: Optional[Sequence[str]] = None) -> float:
     parser.add_argument("--hidden", type=int, default=64, help="hidden units")
     parser.add_argument("--lr", type=float, default=0.01, help="Adam learning rate")
     args = parser.parse_args(argv)
+    if args.out:
+        pyplot()  # fail before training, not after, when matplotlib is missing
 
     with tensord.connect(args.target) as td:
         return run(td, epochs=args.epochs, hidden=args.hidden, lr=args.lr, out=args.out)

@@ -236,22 +236,26 @@ absl::StatusOr<Tensor> TargetWeights(const Tensor& logp, const Tensor& target,
                                      const ClassLayout& layout, int64_t ignore_index,
                                      double smoothing, const std::shared_ptr<MemoryBudget>& budget) {
   const double uniform = smoothing / static_cast<double>(layout.classes);
+  // Numbers as 0-d tensors of the input's dtype, so that nothing is
+  // computed in float32 (where() or add() of two numbers would be).
+  auto number = [&](double value) {
+    return Full(Dims{}, Scalar{value}, TensorOptions{logp.dtype(), logp.device(), budget});
+  };
   if (IsFloatingPoint(target.dtype())) {
     if (smoothing == 0) return target;
     ASSIGN_OR_RETURN(const Tensor scaled, CallOp("mul", {target, Scalar{1.0 - smoothing}}, budget));
     return CallOp("add", {scaled, Scalar{uniform}}, budget);
   }
   ASSIGN_OR_RETURN(const Tensor hot, OneHot(target, layout, logp.ndim(), budget));
-  ASSIGN_OR_RETURN(Tensor weights, CallOp("where", {hot, Scalar{1.0 - smoothing}, Scalar{0.0}},
-                                          budget));
-  ASSIGN_OR_RETURN(weights, CallOp("to", {weights}, budget, {{"dtype", logp.dtype()}}));
-  if (smoothing != 0) {
-    ASSIGN_OR_RETURN(const Tensor kept, KeptPositions(target, ignore_index, budget));
-    ASSIGN_OR_RETURN(const Tensor kept_c, Unsqueeze(kept, layout.class_dim));
-    ASSIGN_OR_RETURN(const Tensor spread, CallOp("where", {kept_c, Scalar{uniform}, Scalar{0.0}}, budget));
-    ASSIGN_OR_RETURN(weights, CallOp("add", {weights, spread}, budget));
-  }
-  return weights;
+  ASSIGN_OR_RETURN(const Tensor kept, KeptPositions(target, ignore_index, budget));
+  ASSIGN_OR_RETURN(const Tensor kept_c, Unsqueeze(kept, layout.class_dim));
+  // ignore_index may be a real class: its one-hot entry must not count.
+  ASSIGN_OR_RETURN(const Tensor counted, CallOp("mul", {hot, kept_c}, budget));
+  ASSIGN_OR_RETURN(const Tensor on, number(1.0 - smoothing + uniform));
+  ASSIGN_OR_RETURN(const Tensor off, number(uniform));
+  ASSIGN_OR_RETURN(const Tensor zero, number(0.0));
+  ASSIGN_OR_RETURN(const Tensor kept_row, CallOp("where", {kept_c, off, zero}, budget));
+  return CallOp("where", {counted, on, kept_row}, budget);
 }
 
 absl::StatusOr<int64_t> MeanCount(const Tensor& target, const ClassLayout& layout,

@@ -122,9 +122,9 @@ def test_registration_errors_are_torchs(td):
     m.register_parameter("w", nn.Parameter(td.ones(2)))
     with pytest.raises(TypeError, match="cannot assign 'tensord.Tensor' as parameter 'w'"):
         m.w = td.ones(2)
-    with pytest.raises(KeyError, match="can't contain"):
+    with pytest.raises(KeyError, match="name can.+t contain"):
         m.register_parameter("a.b", None)
-    with pytest.raises(KeyError, match="can't be empty"):
+    with pytest.raises(KeyError, match="name can.+t be empty"):
         m.register_buffer("", None)
     m.plain = 3
     with pytest.raises(KeyError, match="attribute 'plain' already exists"):

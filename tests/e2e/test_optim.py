@@ -321,7 +321,8 @@ def test_repr_lists_groups_like_torch(td):
 def test_collected_optimizer_frees_its_server_state(td):
     p = nn.Parameter(td.zeros(512, 512))  # 1 MiB
     opt = optim.Adam([p], lr=0.1)
-    p.sum().backward()
+    loss = p.sum()  # kept alive, so that no free happens between the two readings
+    loss.backward()
     before = td.memory_info().bytes_in_use
     opt.step()  # allocates exp_avg and exp_avg_sq: 2 MiB
     assert td.memory_info().bytes_in_use >= before + 2 * 512 * 512 * 4

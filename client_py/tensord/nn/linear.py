@@ -11,7 +11,7 @@ import math
 import operator
 from typing import TYPE_CHECKING, Any, Optional
 
-from tensord import dtypes
+from tensord import autograd, dtypes
 from tensord.nn import functional as F
 from tensord.nn.module import Module
 from tensord.nn.parameter import Parameter
@@ -23,10 +23,8 @@ if TYPE_CHECKING:
 
 def _uniform(client: "Client", shape: tuple[int, ...], bound: float, dtype: Any) -> Tensor:
     """A new tensor uniform on [-bound, bound), made and scaled on the server."""
-    import tensord  # here, not at import time: tensord imports this package
-
     t = client.rand(shape, dtype=dtype)
-    with tensord.no_grad():
+    with autograd.no_grad():
         t.mul_(2 * bound).add_(-bound)
     return t
 
@@ -85,10 +83,8 @@ class Linear(Module):
 
     def reset_parameters(self) -> None:
         """Draws new initial values into the existing parameters (in place), like torch."""
-        import tensord
-
         bound = self._bound()
-        with tensord.no_grad():
+        with autograd.no_grad():
             for param in (self.weight, self.bias):
                 if param is not None:
                     param.copy_(_uniform(param._client, param.shape, bound, param.dtype))

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Mapping, Na
 
 import numpy as np
 
+from tensord import autograd
 from tensord.nn.parameter import Parameter
 from tensord.tensor import Tensor
 from tensord.v1 import tensord_pb2 as pb
@@ -398,9 +399,7 @@ class Module:
             raise RuntimeError(
                 "Error(s) in loading state_dict for {}:\n\t{}".format(type(self).__name__, "\n\t".join(errors))
             )
-        import tensord  # here, not at import time: tensord imports this package
-
-        with tensord.no_grad():
+        with autograd.no_grad():
             for target, value in copies:
                 target.copy_(_on_client(value, target))
         return IncompatibleKeys(missing, unexpected)

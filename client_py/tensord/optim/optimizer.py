@@ -21,6 +21,7 @@ import warnings
 import weakref
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Optional, Union
 
+from tensord import autograd
 from tensord.tensor import Tensor
 from tensord.v1 import tensord_pb2 as pb
 
@@ -79,10 +80,13 @@ class Optimizer:
     def step(self, closure: Optional[Callable[[], Any]] = None) -> Any:
         """One update of every parameter that has a grad, with the groups' current options. One RPC.
 
-        `closure`, if given, is called first (it should recompute the loss and
-        its gradients) and its result is returned, as in torch.
+        `closure`, if given, is called first, with grad mode on (it should
+        recompute the loss and its gradients), and its result is returned, as in torch.
         """
-        loss = closure() if closure is not None else None
+        loss = None
+        if closure is not None:
+            with autograd.enable_grad():
+                loss = closure()
         for group in self.param_groups:
             self._check_options(group)
         request = pb.StepRequest(optimizer=self._id, groups=[self._options(g) for g in self.param_groups])
