@@ -219,7 +219,8 @@ class Client:
     def empty(
         self, *size: int | Sequence[int], dtype: dtypes.DTypeLike | None = None, requires_grad: bool = False
     ) -> Tensor:
-        """Uninitialized values (float32 by default)."""
+        """A new tensor (float32 by default). Unlike torch.empty its values are zeros: the
+        server never hands out memory another session may have written."""
         return self._create(pb.CreateRequest.EMPTY, size, dtype, requires_grad=requires_grad)
 
     def zeros(

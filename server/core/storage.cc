@@ -6,9 +6,85 @@
 #include <cstdlib>
 #include <new>
 
+#include "absl/base/const_init.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 
 namespace tensord {
+namespace {
+
+// Freed blocks of at least kMinBytes, kept for the next allocation of the
+// same padded size, up to kMaxBytes in all. A training loop or a repeated
+// op allocates the same sizes over and over; a cached block skips the
+// page faults and zeroing of fresh pages, and the munmap that would stop
+// every thread of the process (GEMM workers included) for a TLB shootdown.
+// Cached bytes are not charged to any MemoryBudget: they hold no tensor.
+// Every allocation path writes all bytes of its storage before a client
+// can read them (EMPTY zero-fills), so a reused block leaks nothing.
+class BlockCache {
+ public:
+  static constexpr int64_t kMinBytes = int64_t{1} << 20;
+  static constexpr int64_t kMaxBytes = int64_t{256} << 20;
+
+  static BlockCache& Get() {
+    static BlockCache* cache = new BlockCache();
+    return *cache;
+  }
+
+  // A cached block of exactly `padded` bytes at `alignment`, or null.
+  void* Take(int64_t padded, int64_t alignment) {
+    if (padded < kMinBytes) return nullptr;
+    absl::MutexLock lock(&mu_);
+    auto it = blocks_.find(Key{padded, alignment});
+    if (it == blocks_.end() || it->second.empty()) return nullptr;
+    void* block = it->second.back();
+    it->second.pop_back();
+    cached_ -= padded;
+    return block;
+  }
+
+  // Keeps `block` for reuse, evicting other sizes to make room; frees it
+  // when it is too small or alone larger than the cache.
+  void Put(void* block, int64_t padded, int64_t alignment) {
+    if (padded < kMinBytes || padded > kMaxBytes) {
+      std::free(block);
+      return;
+    }
+    std::vector<void*> evicted;
+    {
+      absl::MutexLock lock(&mu_);
+      for (auto it = blocks_.begin(); cached_ + padded > kMaxBytes && it != blocks_.end(); ++it) {
+        while (!it->second.empty() && cached_ + padded > kMaxBytes) {
+          evicted.push_back(it->second.back());
+          it->second.pop_back();
+          cached_ -= it->first.padded;
+        }
+      }
+      blocks_[Key{padded, alignment}].push_back(block);
+      cached_ += padded;
+    }
+    for (void* old : evicted) std::free(old);  // outside the lock: munmap is slow
+  }
+
+ private:
+  struct Key {
+    int64_t padded;
+    int64_t alignment;
+    bool operator==(const Key& other) const {
+      return padded == other.padded && alignment == other.alignment;
+    }
+    template <typename H>
+    friend H AbslHashValue(H h, const Key& key) {
+      return H::combine(std::move(h), key.padded, key.alignment);
+    }
+  };
+  absl::Mutex mu_;
+  absl::flat_hash_map<Key, std::vector<void*>> blocks_ ABSL_GUARDED_BY(mu_);
+  int64_t cached_ ABSL_GUARDED_BY(mu_) = 0;
+};
+
+}  // namespace
 
 absl::Status MemoryBudget::Reserve(int64_t bytes, absl::string_view what) {
   int64_t current = in_use_.load(std::memory_order_relaxed);
@@ -50,7 +126,12 @@ absl::StatusOr<std::shared_ptr<Storage>> Storage::Allocate(
   // that empty tensors still get a distinct, valid pointer.
   const int64_t padded =
       std::max<int64_t>(alignment, (nbytes + alignment - 1) / alignment * alignment);
-  void* data = std::aligned_alloc(static_cast<size_t>(alignment), static_cast<size_t>(padded));
+  void* data = BlockCache::Get().Take(padded, alignment);
+  if (data != nullptr) {
+    return std::shared_ptr<Storage>(
+        new Storage(static_cast<std::byte*>(data), nbytes, padded, device, std::move(budget)));
+  }
+  data = std::aligned_alloc(static_cast<size_t>(alignment), static_cast<size_t>(padded));
   if (data != nullptr && alignment == kHugePageBytes) {
     madvise(data, static_cast<size_t>(padded), MADV_HUGEPAGE);  // a hint; failure is harmless
   }
@@ -60,11 +141,12 @@ absl::StatusOr<std::shared_ptr<Storage>> Storage::Allocate(
         absl::StrCat(what, ": the system could not allocate ", nbytes, " bytes"));
   }
   return std::shared_ptr<Storage>(
-      new Storage(static_cast<std::byte*>(data), nbytes, device, std::move(budget)));
+      new Storage(static_cast<std::byte*>(data), nbytes, padded, device, std::move(budget)));
 }
 
 Storage::~Storage() {
-  std::free(data_);
+  BlockCache::Get().Put(data_, capacity_,
+                        nbytes_ >= kHugePageBytes ? kHugePageBytes : kStorageAlignment);
   budget_->Release(nbytes_);
 }
 

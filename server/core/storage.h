@@ -1,5 +1,7 @@
 // Storage: one refcounted, 64-byte-aligned block of tensor bytes, charged to a
-// MemoryBudget for as long as it lives.
+// MemoryBudget for as long as it lives. Blocks of 1 MiB and more are kept
+// in a small process-wide cache (256 MiB at most) when freed and handed to
+// the next storage of the same size: their bytes are NOT zeroed.
 //
 // Views share a Storage through std::shared_ptr, and so do in-flight download
 // chunks: the bytes stay valid until the last reference is gone, even if the
@@ -67,12 +69,14 @@ class Storage {
   void BumpVersion() { version_.fetch_add(1, std::memory_order_acq_rel); }
 
  private:
-  Storage(std::byte* data, int64_t nbytes, Device device,
+  Storage(std::byte* data, int64_t nbytes, int64_t capacity, Device device,
           std::shared_ptr<MemoryBudget> budget)
-      : data_(data), nbytes_(nbytes), device_(device), budget_(std::move(budget)) {}
+      : data_(data), nbytes_(nbytes), capacity_(capacity), device_(device),
+        budget_(std::move(budget)) {}
 
   std::byte* const data_;  // never null, even for 0 bytes
   const int64_t nbytes_;
+  const int64_t capacity_;  // bytes allocated (nbytes padded to the alignment)
   const Device device_;
   const std::shared_ptr<MemoryBudget> budget_;
   std::atomic<uint64_t> version_{0};

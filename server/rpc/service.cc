@@ -174,7 +174,9 @@ grpc::ServerUnaryReactor* TensordService::Create(grpc::CallbackServerContext* co
     absl::StatusOr<Tensor> tensor;
     switch (request->kind()) {
       case v1::CreateRequest::EMPTY:
-        tensor = Tensor::Empty(options.dtype, std::move(shape), options.device, budget_);
+        // Zero-filled, unlike torch.empty: the memory may last have held
+        // another session's tensor.
+        tensor = Full(std::move(shape), Scalar{int64_t{0}}, options);
         break;
       case v1::CreateRequest::ZEROS:
         tensor = Full(std::move(shape), Scalar{int64_t{0}}, options);

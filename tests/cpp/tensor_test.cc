@@ -41,6 +41,24 @@ std::shared_ptr<Storage> StorageOf(int64_t nbytes) {
 
 // ---- CheckedNumel ---------------------------------------------------------------
 
+TEST(StorageTest, LargeFreedBlocksAreReusedAndStayUncharged) {
+  auto budget = std::make_shared<MemoryBudget>(int64_t{64} << 20);
+  const int64_t size = int64_t{4} << 20;
+  std::byte* first = nullptr;
+  {
+    std::shared_ptr<Storage> s = ValueOrThrow(Storage::Allocate(size, Device::Cpu(), budget));
+    first = s->data();
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(first) % kHugePageBytes, 0u);
+  }
+  EXPECT_EQ(budget->in_use(), 0);  // a cached block holds no budget
+  std::shared_ptr<Storage> again = ValueOrThrow(Storage::Allocate(size, Device::Cpu(), budget));
+  EXPECT_EQ(again->data(), first);
+  EXPECT_EQ(budget->in_use(), size);
+  // Another size gets a block of its own.
+  std::shared_ptr<Storage> other = ValueOrThrow(Storage::Allocate(size / 2, Device::Cpu(), budget));
+  EXPECT_NE(other->data(), first);
+}
+
 TEST(CheckedNumelTest, MultipliesTheSizes) {
   EXPECT_THAT(CheckedNumel(Dims{2, 3, 4}, 4), IsOkAndHolds(24));
   EXPECT_THAT(CheckedNumel(Dims{}, 8), IsOkAndHolds(1));  // a 0-d tensor holds one element

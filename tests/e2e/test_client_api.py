@@ -716,3 +716,11 @@ def test_invalid_connect_arguments(server):
         tensord.connect(server.address, chunk_bytes=0)
     with pytest.raises(ValueError, match="timeout"):
         tensord.connect(server.address, timeout=-1)
+
+
+def test_empty_never_shows_another_tensors_bytes(td):
+    # A 4 MiB block freed by one tensor is reused by the server's block cache.
+    for _ in range(3):
+        filled = td.full((1024, 1024), 7.0)
+        filled.free()
+        assert not td.empty(1024, 1024).numpy().any()
