@@ -116,26 +116,13 @@ def regression_data() -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
-def tensord_loop(td: tensord.Client, X: np.ndarray, y: np.ndarray, epochs: int = 100) -> np.ndarray:
-    X_tensor = td.from_numpy(X).float()
-    y_tensor = td.from_numpy(y).float()
-    model = td.nn.Linear(1, 1)
-    criterion = td.nn.MSELoss()
-    optimizer = td.optim.SGD(model.parameters(), lr=0.01)
-    for _ in range(epochs):
-        loss = criterion(model(X_tensor), y_tensor)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return model(X_tensor).detach().numpy()
-
-
-def torch_loop(torch, X: np.ndarray, y: np.ndarray, epochs: int = 100) -> np.ndarray:
-    X_tensor = torch.from_numpy(X).float()
-    y_tensor = torch.from_numpy(y).float()
-    model = torch.nn.Linear(1, 1)
-    criterion = torch.nn.MSELoss()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+def training_loop(lib, X: np.ndarray, y: np.ndarray, epochs: int = 100) -> np.ndarray:
+    """The tutorial's loop on `lib`: a tensord Client or the torch module (same names)."""
+    X_tensor = lib.from_numpy(X).float()
+    y_tensor = lib.from_numpy(y).float()
+    model = lib.nn.Linear(1, 1)
+    criterion = lib.nn.MSELoss()
+    optimizer = lib.optim.SGD(model.parameters(), lr=0.01)
     for _ in range(epochs):
         loss = criterion(model(X_tensor), y_tensor)
         optimizer.zero_grad()
@@ -159,14 +146,14 @@ def numpy_loop(X: np.ndarray, y: np.ndarray, epochs: int = 100) -> np.ndarray:
 def seed_loop(td: tensord.Client, runs: int) -> None:
     X, y = regression_data()
     candidates: dict[str, Callable[[], object]] = {
-        "tensord (remote autograd)": lambda: tensord_loop(td, X, y),
+        "tensord (remote autograd)": lambda: training_loop(td, X, y),
         "NumPy by hand": lambda: numpy_loop(X, y),
     }
     try:
         import torch
 
         torch.set_num_threads(1)  # a 100x1 problem: threads only add overhead
-        candidates["PyTorch (local)"] = lambda: torch_loop(torch, X, y)
+        candidates["PyTorch (local)"] = lambda: training_loop(torch, X, y)
     except ImportError:
         torch = None
     loop = medians(candidates, runs)
