@@ -45,6 +45,12 @@ absl::StatusOr<std::shared_ptr<ParamOptimizer>> ParamOptimizer::Make(
 
 absl::Status ParamOptimizer::Step(std::vector<OptimizerOptions> options) {
   absl::MutexLock lock(&mu_);
+  // New options apply to this step only if the step happens: a refused step
+  // leaves the optimizer as it was.
+  std::vector<OptimizerOptions> previous;
+  for (int64_t g = 0; g < optimizer_->num_groups(); ++g) {
+    previous.push_back(optimizer_->group_options(g));
+  }
   if (!options.empty()) RETURN_IF_ERROR(optimizer_->SetGroupOptions(std::move(options)));
   std::vector<Tensor> tensors;
   std::vector<std::optional<Tensor>> grads;
@@ -53,7 +59,10 @@ absl::Status ParamOptimizer::Step(std::vector<OptimizerOptions> options) {
     absl::MutexLock grad_lock(&param.autograd->mu);
     grads.push_back(param.autograd->grad);
   }
-  RETURN_IF_ERROR(optimizer_->Step(tensors, grads));
+  if (absl::Status status = optimizer_->Step(tensors, grads); !status.ok()) {
+    optimizer_->SetGroupOptions(std::move(previous)).IgnoreError();  // they were valid
+    return status;
+  }
   for (size_t i = 0; i < params_.size(); ++i) {
     if (grads[i]) params_[i].tensor.storage()->BumpVersion();
   }

@@ -289,6 +289,7 @@ void Softmax(const Tensor& in, const Tensor& out, int64_t dim) {
   const int64_t so = dim < 0 ? 0 : out.strides()[dim];
   const T* x_base = reinterpret_cast<const T*>(in.data());
   T* y_base = reinterpret_cast<T*>(out.data());
+  std::vector<double> row;  // softmax: the exps of one row
   ForEachRun<2>(sizes, {out_strides, in_strides},
                 [&](const std::array<int64_t, 2>& off, int64_t rows,
                     const std::array<int64_t, 2>& s) {
@@ -301,17 +302,24 @@ void Softmax(const Tensor& in, const Tensor& out, int64_t dim) {
                       if (v > max || v != v) max = v;
                       if (max != max) break;
                     }
-                    double sum = 0;
-                    for (int64_t i = 0; i < n; ++i) sum += std::exp(Convert<double>(x[i * si]) - max);
                     if constexpr (kLog) {
+                      double sum = 0;
+                      for (int64_t i = 0; i < n; ++i) sum += std::exp(Convert<double>(x[i * si]) - max);
                       const double log_sum = std::log(sum);
                       for (int64_t i = 0; i < n; ++i) {
                         y[i * so] = Convert<T>(Convert<double>(x[i * si]) - max - log_sum);
                       }
                     } else {
+                      // Each exp once, kept in double until the one rounding on store.
+                      std::vector<double>& e = row;
+                      e.resize(static_cast<size_t>(n));
+                      double sum = 0;
                       for (int64_t i = 0; i < n; ++i) {
-                        y[i * so] = Convert<T>(std::exp(Convert<double>(x[i * si]) - max) / sum);
+                        e[i] = std::exp(Convert<double>(x[i * si]) - max);
+                        sum += e[i];
                       }
+                      const double inverse = 1.0 / sum;
+                      for (int64_t i = 0; i < n; ++i) y[i * so] = Convert<T>(e[i] * inverse);
                     }
                   }
                 });
