@@ -176,17 +176,47 @@ void Fold(const ReductionPlan& plan, const Tensor& in, const Tensor& out) {
   using A = AccumType<T>;
   const T* x = reinterpret_cast<const T*>(in.data());
   auto* o = reinterpret_cast<FoldOut<T>*>(out.data());
-  ForEachOutput(plan, [&](int64_t out_offset, int64_t in_offset) {
-    A acc;
+  const A init = kKind == FoldKind::kProd ? A(1) : A(0);
+  auto op = [](A a, A v) {
     if constexpr (kKind == FoldKind::kProd) {
-      acc = FoldInner(plan, x, in_offset, A(1), [](A a, A v) { return a * v; });
+      return a * v;
     } else {
-      acc = FoldInner(plan, x, in_offset, A(0), [](A a, A v) { return a + v; });
+      return a + v;
     }
+  };
+  auto finish = [&](A acc) {
     if constexpr (kKind == FoldKind::kMean) {
       acc /= static_cast<double>(plan.inner_count);  // 0/0 is NaN for an empty reduction
     }
-    o[out_offset] = FromAccum<T>(acc);
+    return FromAccum<T>(acc);
+  };
+  // Reducing leading dims of a row-major tensor (a bias gradient: sum over
+  // dim 0 of [N, C]): walking each output's elements would stride through
+  // memory. Instead a whole run of neighbouring outputs accumulates row by
+  // row, reading contiguously. Each output still adds its elements in the
+  // same order, so the results are identical.
+  const bool rows = !plan.outer_sizes.empty() && plan.outer_in_strides.back() == 1 &&
+                    plan.outer_sizes.back() > 1 && !plan.inner_strides.empty() &&
+                    plan.inner_strides.back() != 1;
+  if (rows) {
+    std::vector<A> acc;
+    ForEachRun<2>(plan.outer_sizes, {plan.outer_out_strides, plan.outer_in_strides},
+                  [&](const std::array<int64_t, 2>& off, int64_t n,
+                      const std::array<int64_t, 2>& s) {
+                    acc.assign(static_cast<size_t>(n), init);
+                    ForEachInnerRun(plan, off[1], [&](int64_t offset, int64_t count,
+                                                      int64_t stride) {
+                      for (int64_t k = 0; k < count; ++k) {
+                        const T* p = x + offset + k * stride;
+                        for (int64_t j = 0; j < n; ++j) acc[j] = op(acc[j], ToAccum(p[j * s[1]]));
+                      }
+                    });
+                    for (int64_t j = 0; j < n; ++j) o[off[0] + j * s[0]] = finish(acc[j]);
+                  });
+    return;
+  }
+  ForEachOutput(plan, [&](int64_t out_offset, int64_t in_offset) {
+    o[out_offset] = finish(FoldInner(plan, x, in_offset, init, op));
   });
 }
 
