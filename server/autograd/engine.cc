@@ -3,6 +3,7 @@
 #include <deque>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "core/copy.h"
@@ -79,12 +80,9 @@ absl::Status Backward(std::vector<BackwardRoot> roots, bool retain_graph,
   absl::flat_hash_map<Node*, int> dependencies;
   {
     std::vector<Node*> stack;
-    absl::flat_hash_map<Node*, bool> seen;
+    absl::flat_hash_set<Node*> seen;
     for (const auto& node : starts) {
-      if (!seen[node.get()]) {
-        seen[node.get()] = true;
-        stack.push_back(node.get());
-      }
+      if (seen.insert(node.get()).second) stack.push_back(node.get());
     }
     while (!stack.empty()) {
       Node* node = stack.back();
@@ -92,20 +90,16 @@ absl::Status Backward(std::vector<BackwardRoot> roots, bool retain_graph,
       for (const Edge& edge : node->next()) {
         if (edge.node == nullptr) continue;
         ++dependencies[edge.node.get()];
-        if (!seen[edge.node.get()]) {
-          seen[edge.node.get()] = true;
-          stack.push_back(edge.node.get());
-        }
+        if (seen.insert(edge.node.get()).second) stack.push_back(edge.node.get());
       }
     }
   }
 
   std::deque<std::shared_ptr<Node>> ready;
   {
-    absl::flat_hash_map<Node*, bool> queued;
+    absl::flat_hash_set<Node*> queued;
     for (const auto& node : starts) {
-      if (dependencies[node.get()] == 0 && !queued[node.get()]) {
-        queued[node.get()] = true;
+      if (dependencies[node.get()] == 0 && queued.insert(node.get()).second) {
         ready.push_back(node);
       }
     }

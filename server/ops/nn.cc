@@ -4,7 +4,6 @@
 // backward beside it. They are built from the elementwise, reduction and
 // matmul ops; validation (shapes, dtypes, class indices, `reduction`)
 // happens here, once, with PyTorch's rules and messages.
-#include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -222,13 +221,6 @@ absl::StatusOr<Tensor> KeptPositions(const Tensor& target, int64_t ignore_index,
                                      const std::shared_ptr<MemoryBudget>& budget) {
   return CallOp("ne", {target, Scalar{ignore_index}}, budget);
 }
-
-// Per-position losses -sum_c w_c logp_c, with w the (smoothed) one-hot
-// target or the given probabilities, then reduced. `kept` counts for mean.
-struct ClassLoss {
-  Tensor losses;
-  int64_t count;
-};
 
 // The weights w each log-probability gets: for index targets the one-hot
 // (1 - eps) + eps / C on kept positions; for probabilities t (1 - eps) + eps / C.

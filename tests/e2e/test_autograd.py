@@ -69,7 +69,7 @@ def test_grad_fn_names_and_leaves(td):
     assert not y.argmax().requires_grad
     assert not y.long().requires_grad
     # A tensor whose inputs need no grad is untracked.
-    assert td.ones(2) * 2 is not None and not (td.ones(2) * 2).requires_grad
+    assert not (td.ones(2) * 2).requires_grad
 
 
 def test_backward_on_a_scalar_fills_leaf_grads(td):
