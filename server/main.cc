@@ -29,6 +29,7 @@
 #include "common/byte_size.h"
 #include "common/flags.h"
 #include "common/log.h"
+#include "exec/scheduler.h"
 #include "rpc/auth.h"
 #include "rpc/health_probe.h"
 #include "rpc/metrics.h"
@@ -81,6 +82,7 @@ struct Config {
   int64_t max_memory = 0;
   double session_ttl = 0;
   double shutdown_grace = 0;
+  int workers = 0;
   std::shared_ptr<const TokenAuthenticator> auth;
   std::shared_ptr<grpc::ServerCredentials> credentials;
   bool tls = false;
@@ -95,9 +97,13 @@ int Serve(const Config& config) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
+  // Declared first, destroyed last: sessions' streams and queued tasks
+  // belong to it.
+  exec::Scheduler scheduler(config.workers);
   auto budget = std::make_shared<MemoryBudget>(config.max_memory);
   SessionRegistry sessions(std::chrono::duration_cast<SessionRegistry::Clock::duration>(
-      std::chrono::duration<double>(config.session_ttl)));
+                               std::chrono::duration<double>(config.session_ttl)),
+                           &scheduler, budget);
   ServerMetrics metrics(budget, &sessions);
   TensordService service(budget, &sessions, config.auth, &metrics);
 
@@ -147,6 +153,7 @@ int Serve(const Config& config) {
        {"tls", config.tls ? "on" : "off"},
        {"auth", config.auth ? "token" : "none"},
        {"max_memory", absl::StrCat(config.max_memory)},
+       {"workers", absl::StrCat(scheduler.num_workers())},
        {"session_ttl", absl::StrCat(config.session_ttl)}});
   std::cout << "tensord listening on " << HostOf(config.listen) << ":" << port << std::endl;
 
@@ -165,7 +172,9 @@ int Serve(const Config& config) {
   sigwait(&signals, &signal);
   // Drain: report NOT_SERVING so that load balancers and probes move away,
   // stop accepting calls, and give in-flight ones the grace period to finish
-  // before they are cancelled.
+  // before they are cancelled. Execute streams run what they have queued
+  // and then end; at the deadline every session is closed, so that queued
+  // commands still waiting are answered UNAVAILABLE rather than left hanging.
   Log(LogLevel::kInfo, "draining",
       {{"signal", signal == SIGINT ? "SIGINT" : "SIGTERM"},
        {"grace_seconds", absl::StrCat(config.shutdown_grace)}});
@@ -173,10 +182,21 @@ int Serve(const Config& config) {
                         std::chrono::milliseconds(static_cast<int64_t>(config.shutdown_grace * 1000));
   health->SetServingStatus(false);
   health->SetServingStatus(kServiceName, false);
+  service.BeginDrain();
   // Keep answering for a moment so that health checkers see NOT_SERVING and
   // route new work elsewhere before new calls start failing.
   absl::SleepFor(absl::Seconds(std::min(config.shutdown_grace, kDrainNoticeSeconds)));
+  absl::Notification shut_down;
+  std::thread closer([&] {
+    if (!shut_down.WaitForNotificationWithDeadline(absl::FromChrono(deadline))) {
+      sessions.CloseAll(absl::UnavailableError(
+          "the server is shutting down: the command was still queued at the end of its grace "
+          "period"));
+    }
+  });
   server->Shutdown(deadline);
+  shut_down.Notify();
+  closer.join();
   server->Wait();
   stopping.Notify();
   reaper.join();
@@ -218,6 +238,10 @@ int Run(int argc, char** argv) {
       "require client certificates signed by this PEM CA (mutual TLS)");
   const Flag* insecure = flags.AddBool(
       "insecure", "allow a non-loopback --listen without --auth-token-file");
+  const Flag* workers = flags.Add(
+      "workers", "N", "0",
+      "threads that run sessions' commands, taking turns between sessions; 0 means one\n"
+      "      per CPU this process may use");
   const Flag* log_level = flags.Add("log-level", "LEVEL", "info",
                                     "debug, info, warning or error");
   const Flag* grace = flags.Add(
@@ -261,6 +285,12 @@ int Run(int argc, char** argv) {
     return Fail(absl::StrCat("--shutdown-grace expects a number of seconds >= 0, got '",
                              grace->value, "'"));
   }
+  if (!absl::SimpleAtoi(workers->value, &config.workers) || config.workers < 0 ||
+      config.workers > 1024) {
+    return Fail(absl::StrCat("--workers expects a number of threads in [0, 1024], got '",
+                             workers->value, "'"));
+  }
+  if (config.workers == 0) config.workers = exec::Scheduler::AvailableCpus();
   const size_t colon = config.listen.rfind(':');
   int port = 0;
   if (colon == std::string::npos || !absl::SimpleAtoi(config.listen.substr(colon + 1), &port) ||

@@ -1,15 +1,17 @@
-"""One session with a tensord server: the channel, every RPC call, and its lease.
+"""One session with a tensord server: the channel, its RPCs, and its lease.
 
 `Session` owns the gRPC channel and the session id, adds the
-`tensord-session` metadata and the default deadline to every call, and turns
-grpc errors into tensord errors (via `errors.translated`). A single daemon
-thread per session renews the lease (KeepAlive every lease/3 seconds) and
-sends batched Free RPCs for tensors that were garbage-collected.
+`tensord-session` metadata (and the default deadline, on unary calls) to
+every call, and turns grpc errors into tensord errors (via
+`errors.translated`). It opens the session's Execute stream for the
+`Executor` (`_executor.py`), which submits every command; what is left here
+are the control calls, Upload and Download. A single daemon thread per
+session renews the lease (KeepAlive every lease/3 seconds) and ends the
+session when the Client is garbage-collected.
 
-Thread-safety: all methods may be called from any thread. `enqueue_free` is
-the only thing finalizers call: it is a `queue.SimpleQueue.put`, which is
-reentrant, so a finalizer running in the middle of another queue operation
-cannot deadlock; no RPC is ever issued from a finalizer.
+Thread-safety: all methods may be called from any thread. The finalizer of
+a Client only puts a marker on a `queue.SimpleQueue`, which is reentrant;
+no RPC is ever issued from a finalizer.
 """
 from __future__ import annotations
 
@@ -35,11 +37,11 @@ AUTHORIZATION_METADATA_KEY = "authorization"
 MAX_MESSAGE_BYTES = 64 << 20
 _UPLOAD_PATH = "/tensord.v1.Tensord/Upload"
 _DOWNLOAD_PATH = "/tensord.v1.Tensord/Download"
-_FREE_BATCH = 4096  # handles per Free RPC from the background thread
-_BACKGROUND_DEADLINE_S = 10.0  # KeepAlive/Free/CloseSession never block longer than this
+_EXECUTE_PATH = "/tensord.v1.Tensord/Execute"
+_BACKGROUND_DEADLINE_S = 10.0  # KeepAlive/CloseSession never block longer than this
 _DEFAULT_LEASE_S = 30.0  # when the server reports no lease
 
-# Messages to the background thread besides handles to free.
+# Messages to the background thread.
 _STOP = object()  # close() was called: stop; close() itself ends the session
 _CLOSE = object()  # the Client was garbage-collected: end the session, then stop
 
@@ -62,6 +64,8 @@ class Session:
         self.timeout = timeout
         self._closed = False
         self._close_lock = threading.Lock()
+        #: Called first by close() (the Client sets it to end its Execute stream cleanly).
+        self.before_close: Callable[[], Any] | None = None
         options = [
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -80,6 +84,9 @@ class Session:
         self._download = self._channel.unary_stream(
             _DOWNLOAD_PATH, request_serializer=pb.DownloadRequest.SerializeToString, response_deserializer=None
         )
+        self._execute = self._channel.stream_stream(
+            _EXECUTE_PATH, request_serializer=None, response_deserializer=pb.ExecuteResponse.FromString
+        )
         try:
             with translated():
                 opened = self._stub.OpenSession(
@@ -92,8 +99,6 @@ class Session:
         self.lease_seconds: float = opened.lease_seconds
         self._metadata = ((SESSION_METADATA_KEY, self.session_id),) + auth
         self._background: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        #: Finalizers call this with a handle; see the module docstring.
-        self.enqueue_free: Callable[[Any], None] = self._background.put
         self._thread = threading.Thread(
             target=self._run, name=f"tensord-lease-{self.session_id[:8]}", daemon=True
         )
@@ -119,14 +124,20 @@ class Session:
             return self._upload(messages, timeout=self.timeout, metadata=self._metadata)
 
     def download(
-        self, handle: str, chunk_bytes: int, allocate: Callable[[pb.DownloadHeader], memoryview]
+        self,
+        handle: str,
+        chunk_bytes: int,
+        allocate: Callable[[pb.DownloadHeader], memoryview],
+        after_command: int = 0,
     ) -> pb.DownloadHeader:
         """Runs the Download stream for `handle`, writing the span into `allocate(header)`.
 
-        `chunk_bytes` asks for that many bytes per message (the server clamps it).
+        `chunk_bytes` asks for that many bytes per message (the server clamps
+        it); the server starts once command `after_command` of the Execute
+        stream has run.
         """
         self._check_open()
-        request = pb.DownloadRequest(handle=handle, chunk_bytes=chunk_bytes)
+        request = pb.DownloadRequest(handle=handle, chunk_bytes=chunk_bytes, after_command=after_command)
         stream = self._download(request, timeout=self.timeout, metadata=self._metadata)
         try:
             with translated():
@@ -134,6 +145,15 @@ class Session:
         except BaseException:
             stream.cancel()  # stop the server sending the rest
             raise
+
+    def execute(self, requests: Iterator[bytes]) -> Any:
+        """Opens the session's Execute stream over already framed ExecuteRequests.
+
+        No deadline: the stream lives as long as the session. Returns the
+        grpc call, an iterator of ExecuteResponse that can be cancelled.
+        """
+        self._check_open()
+        return self._execute(requests, metadata=self._metadata)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -147,6 +167,11 @@ class Session:
             if self._closed:
                 return
             self._closed = True
+        if self.before_close is not None:
+            try:
+                self.before_close()
+            except Exception as e:  # closing must not raise: the server may be gone
+                _log.warning("tensord: ending the execution stream of %s failed: %s", self.target, e)
         self._background.put(_STOP)
         if threading.current_thread() is not self._thread:
             self._thread.join()
@@ -187,18 +212,15 @@ class Session:
                 item = self._background.get(timeout=max(0.0, next_keepalive - time.monotonic()))
             except queue.Empty:
                 item = None
-            if item is not None:
-                batch, stop = self._drain(item)
-                if stop is _STOP:
-                    return  # close() sends CloseSession, which frees everything
-                if stop is _CLOSE:
-                    with self._close_lock:
-                        if self._closed:
-                            return
-                        self._closed = True
-                    self._close_session_rpc()
-                    return
-                self._free_batch(batch)
+            if item is _STOP:
+                return  # close() sends CloseSession, which frees everything
+            if item is _CLOSE:
+                with self._close_lock:
+                    if self._closed:
+                        return
+                    self._closed = True
+                self._close_session_rpc()
+                return
             if time.monotonic() >= next_keepalive:
                 try:
                     with translated():
@@ -218,43 +240,6 @@ class Session:
     def _keepalive_interval(self) -> float:
         lease = self.lease_seconds if self.lease_seconds > 0 else _DEFAULT_LEASE_S
         return lease / 3
-
-    def _drain(self, first: Any) -> tuple[list[str], Any]:
-        """Collects every queued handle without waiting; returns (handles, a stop marker or None)."""
-        batch: list[str] = []
-        item = first
-        while True:
-            if item is _STOP or item is _CLOSE:
-                return batch, item
-            batch.append(item)
-            try:
-                item = self._background.get_nowait()
-            except queue.Empty:
-                return batch, None
-
-    def _free_batch(self, handles: list[str]) -> None:
-        for start in range(0, len(handles), _FREE_BATCH):
-            part = handles[start:start + _FREE_BATCH]
-            try:
-                self._free_rpc(part)
-            except NotFoundError:
-                # One unknown handle fails the whole request (and frees none);
-                # free the rest one by one, skipping those already gone.
-                for handle in part:
-                    try:
-                        self._free_rpc([handle])
-                    except NotFoundError:
-                        pass
-                    except Exception as e:
-                        _log.warning("tensord: freeing a collected tensor failed: %s", e)
-            except Exception as e:
-                _log.warning("tensord: freeing %d collected tensors failed: %s", len(part), e)
-
-    def _free_rpc(self, handles: list[str]) -> None:
-        with translated():
-            self._stub.Free(
-                pb.FreeRequest(handles=handles), timeout=self._background_deadline(), metadata=self._metadata
-            )
 
 
 @atexit.register

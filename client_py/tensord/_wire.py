@@ -1,4 +1,4 @@
-"""Raw protobuf framing of the bulk-transfer streams (Upload and Download).
+"""Wire encoding by hand: framing of the bulk-transfer streams, and scalars.
 
 Upload and Download carry tensor bytes, so they skip the generated message
 classes: grpcio hands us `bytes` and we frame the `chunk` field (field 2,
@@ -13,11 +13,15 @@ payloads add up to `span_nbytes`, else DataLossError.
 """
 from __future__ import annotations
 
-from typing import Callable, Iterable, Iterator
+import numbers
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
 
 from tensord.errors import DataLossError
 from tensord.v1 import tensord_pb2 as pb
 
+_INT64 = (-(1 << 63), (1 << 63) - 1)
 _HEADER_TAG = 0x0A  # field 1, wire type 2 (length-delimited)
 _CHUNK_TAG = 0x12  # field 2, wire type 2
 
@@ -120,3 +124,20 @@ def read_download(
     if filled != span_nbytes:
         raise DataLossError(f"Download: received {filled} bytes, header promised span_nbytes={span_nbytes}")
     return header
+
+
+def scalar(value: Any) -> pb.Scalar:
+    """A proto Scalar that keeps ints exact; TypeError for non-numbers."""
+    if isinstance(value, (bool, np.bool_)):
+        return pb.Scalar(b=bool(value))
+    if isinstance(value, numbers.Integral):
+        i = int(value)
+        if not _INT64[0] <= i <= _INT64[1]:
+            raise ValueError(f"{i} does not fit in int64")
+        return pb.Scalar(i=i)
+    if isinstance(value, numbers.Real):
+        return pb.Scalar(f=float(value))
+    if isinstance(value, numbers.Complex):
+        c = complex(value)
+        return pb.Scalar(f=c.real, imag=c.imag)
+    raise TypeError(f"expected a number, got {type(value).__name__}: {value!r}")

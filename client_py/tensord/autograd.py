@@ -2,7 +2,7 @@
 
 The graph lives on the server: every op on tensors that require grad is
 recorded there, `Tensor.backward()` (or `tensord.autograd.backward`) is one
-RPC that runs the backward pass, and gradients stay on the server as tensors
+command that runs the backward pass (queued like any op), and gradients stay on the server as tensors
 (`Tensor.grad`). This module holds what is client-side state: the grad mode
 (`no_grad`, `enable_grad`, `set_grad_enabled`), which, like PyTorch's, is
 per thread and is sent with every op request.
@@ -91,7 +91,7 @@ def backward(
     retain_graph: bool | None = None,
     create_graph: bool = False,
 ) -> None:
-    """Computes the gradients of `tensors` with respect to the graph leaves, in one RPC.
+    """Computes the gradients of `tensors` with respect to the graph leaves, in one command.
 
     Gradients are added into the `.grad` of every leaf that requires grad.
     `grad_tensors` gives d(loss)/d(tensor) for each tensor (None: ones, allowed
@@ -126,4 +126,5 @@ def backward(
         else [],
         retain_graph=bool(retain_graph),
     )
-    client._session.call("Backward", request)
+    operands = [*roots, *(g for g in grads if g is not None)]
+    client._executor.command(client, "backward", pb.Command(backward=request), operands)

@@ -4,9 +4,13 @@ The creation functions follow PyTorch: `zeros(2, 3)` or `zeros((2, 3))`,
 float32 by default, `full`/`arange`/`tensor` inferring the dtype from Python
 values like torch does (bool -> bool, int -> int64, float -> float32,
 complex -> complex64).
+
+The Client is the front door only: every op goes through its executor
+(`_executor.py`), which pipelines them; see `synchronize()` and `blocking`.
 """
 from __future__ import annotations
 
+import functools
 import numbers
 import os
 import operator
@@ -17,8 +21,8 @@ import grpc
 import numpy as np
 
 from tensord import _layout, _wire, autograd, dtypes
+from tensord._executor import Executor
 from tensord._session import MAX_MESSAGE_BYTES, Session
-from tensord.errors import NotFoundError
 from tensord.info import MemoryInfo, TensorInfo
 from tensord.tensor import Tensor, _int_args
 from tensord.v1 import tensord_pb2 as pb
@@ -27,7 +31,6 @@ from tensord.v1 import tensord_pb2 as pb
 #: The server clamps download chunks to [64 KiB, 16 MiB].
 CHUNK_BYTES = 1 << 20
 _MAX_CHUNK_BYTES = MAX_MESSAGE_BYTES - 16  # room for the tag and length prefix
-_INT64 = (-(1 << 63), (1 << 63) - 1)
 
 
 def connect(
@@ -41,10 +44,19 @@ def connect(
     root_certificates: bytes | str | os.PathLike | None = None,
     private_key: bytes | str | os.PathLike | None = None,
     certificate_chain: bytes | str | os.PathLike | None = None,
+    blocking: bool | None = None,
 ) -> "Client":
     """Opens a session with the tensord server at `target` ("host:port").
 
-    `timeout` is the default deadline of every call in seconds (None: none);
+    Ops are pipelined: each returns at once and the server runs them in
+    order; reading data (`numpy()`, `item()`, ...) or `synchronize()` waits
+    for them and raises the first failure among them, naming the op and the
+    line that issued it. `blocking=True` (default: the TENSORD_BLOCKING
+    environment variable, "1" for on) waits for every op instead and raises
+    its failure at the call, for debugging.
+
+    `timeout` is the default deadline of every call, and the longest a sync
+    point waits for the ops before it, in seconds (None: none);
     `chunk_bytes` the payload bytes per Upload message and the size asked
     for Download messages (default CHUNK_BYTES); `client_name` shows in the
     server's logs. Use the client as a context manager, or call `close()`.
@@ -66,6 +78,7 @@ def connect(
         root_certificates=root_certificates,
         private_key=private_key,
         certificate_chain=certificate_chain,
+        blocking=blocking,
     )
 
 
@@ -92,6 +105,7 @@ class Client:
         root_certificates: bytes | str | os.PathLike | None = None,
         private_key: bytes | str | os.PathLike | None = None,
         certificate_chain: bytes | str | os.PathLike | None = None,
+        blocking: bool | None = None,
     ) -> None:
         chunk = CHUNK_BYTES if chunk_bytes is None else operator.index(chunk_bytes)
         if not 0 < chunk <= _MAX_CHUNK_BYTES:
@@ -109,6 +123,8 @@ class Client:
             )
         if token is None:
             token = os.environ.get("TENSORD_TOKEN") or None
+        if blocking is None:
+            blocking = os.environ.get("TENSORD_BLOCKING", "").strip().lower() in ("1", "true", "yes", "on")
         self._chunk_bytes = chunk
         self._session = Session(
             target,
@@ -117,6 +133,13 @@ class Client:
             token=token,
             credentials=credentials,
         )
+        try:
+            self._executor = Executor(self._session, blocking=bool(blocking), chunk_bytes=chunk)
+        except BaseException:
+            self._session.close()
+            raise
+        # When the session closes without close() (at exit), the stream still ends cleanly.
+        self._session.before_close = functools.partial(self._executor.close, timeout)
         # A client dropped without close() ends its session from the background thread.
         self._finalizer = weakref.finalize(self, self._session.close_when_collected)
         self._finalizer.atexit = False  # at exit, _session closes every open session itself
@@ -160,16 +183,44 @@ class Client:
     def closed(self) -> bool:
         return self._session.closed
 
+    @property
+    def blocking(self) -> bool:
+        """Whether every op waits for the server (see `connect`)."""
+        return self._executor.blocking
+
+    def synchronize(self) -> None:
+        """Waits until every op issued so far has run; raises the first failure not raised yet.
+
+        Like `torch.cuda.synchronize()`. Reading data (`numpy()`, `item()`,
+        `tolist()`, `bool()`) synchronizes too.
+        """
+        self._executor.synchronize()
+
     def close(self) -> None:
-        """Ends the session: the server frees all its tensors. Closing twice is harmless."""
+        """Ends the session: the server frees all its tensors. Closing twice is harmless.
+
+        Ops issued before run first (within the client's timeout); if one of
+        them failed and its failure was never raised, close raises it after
+        the session has ended.
+        """
         self._finalizer.detach()
+        failure = self._executor.close(self._session.timeout)
         self._session.close()
+        if failure is not None:
+            raise failure.error()
+
 
     def __enter__(self) -> "Client":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        try:  # an exception is on its way: a pending failure must not replace it
+            self.close()
+        except Exception:
+            pass
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"session='…{self.session_id[-8:]}'"
@@ -190,7 +241,8 @@ class Client:
         header = pb.UploadRequest(
             header=pb.UploadHeader(dtype=plan.dtype, shape=plan.shape, strides=plan.strides)
         ).SerializeToString()
-        return self._wrap(self._session.upload(_wire.upload_messages(header, plan.span, self._chunk_bytes)))
+        meta = self._session.upload(_wire.upload_messages(header, plan.span, self._chunk_bytes))
+        return Tensor(self, meta.handle, meta)
 
     def tensor(self, data: Any, dtype: dtypes.DTypeLike | None = None, requires_grad: bool = False) -> Tensor:
         """A new tensor holding a copy of `data` (nested lists, scalars, arrays or a Tensor).
@@ -241,7 +293,7 @@ class Client:
         requires_grad: bool = False,
     ) -> Tensor:
         """Every element `fill_value`; the dtype follows the fill's Python type unless given."""
-        fill = _scalar(fill_value)
+        fill = _wire.scalar(fill_value)
         if dtype is None:
             dtype = _scalar_default_dtype(fill_value)
         return self._create(pb.CreateRequest.FULL, (size,), dtype, fill=fill, requires_grad=requires_grad)
@@ -267,12 +319,12 @@ class Client:
         request = pb.CreateRequest(
             kind=pb.CreateRequest.ARANGE,
             dtype=dtypes.to_proto(dtype),
-            start=_scalar(start),
-            end=_scalar(end),
-            step=_scalar(step),
+            start=_wire.scalar(start),
+            end=_wire.scalar(end),
+            step=_wire.scalar(step),
             requires_grad=requires_grad,
         )
-        return self._wrap(self._session.call("Create", request))
+        return self._executor.command(self, "arange", pb.Command(create=request), (), 1)[0]
 
     def rand(
         self,
@@ -297,63 +349,35 @@ class Client:
     # ---- bookkeeping --------------------------------------------------------
 
     def tensors(self) -> list[TensorInfo]:
-        """Metadata of every tensor handle this session holds (owning none of them)."""
+        """Metadata of every tensor handle this session holds (owning none of them).
+
+        Waits for the ops issued before, so that the list reflects them (their
+        failures are left for the next sync point).
+        """
+        self._executor.synchronize(raise_failures=False)
         listed = self._session.call("ListTensors", pb.ListTensorsRequest())
         return [TensorInfo.from_proto(meta) for meta in listed.tensors]
 
     def memory_info(self) -> MemoryInfo:
-        """Server memory use: total, limit, and this session's share."""
+        """Server memory use: total, limit, and this session's share.
+
+        Waits for the ops (and frees) issued before, so that the figures
+        reflect them (their failures are left for the next sync point).
+        """
+        self._executor.synchronize(raise_failures=False)
         return MemoryInfo.from_proto(self._session.call("MemoryInfo", pb.MemoryInfoRequest()))
 
-    # ---- used by Tensor -----------------------------------------------------
+    # ---- ops by name -------------------------------------------------------
 
-    def _wrap(self, meta: pb.TensorMeta) -> Tensor:
-        return Tensor(self, meta)
-
-    def _download(self, handle: str) -> np.ndarray:
-        buffers: list[_layout.DownloadBuffer] = []
-
-        def allocate(header: pb.DownloadHeader) -> memoryview:
-            buffers.append(_layout.DownloadBuffer(header))
-            return buffers[0].span
-
-        self._session.download(handle, self._chunk_bytes, allocate)
-        return buffers[0].array()
-
-    def _free(self, handle: str) -> None:
-        if self.closed:
-            return  # closing the session already freed it
-        try:
-            self._session.call("Free", pb.FreeRequest(handles=[handle]))
-        except NotFoundError:
-            pass  # the session ended (lease ran out): nothing left to free
-
-    def _op(self, name: str, *args: Any, **attrs: Any) -> list[Tensor]:
-        """Runs server op `name` on tensors/numbers `args` with named `attrs` (None: omitted)."""
-        request = pb.OpRequest(op=name, no_grad=not autograd.is_grad_enabled())
-        for arg in args:
-            if isinstance(arg, Tensor):
-                if arg._client is not self:
-                    raise ValueError(f"{name}: a tensor of another client cannot be an operand")
-                request.args.add(handle=arg._live_handle())
-            else:
-                request.args.add(scalar=_scalar(arg))
-        for key, value in attrs.items():
-            if value is None:
-                continue
-            if isinstance(value, str):
-                request.attrs[key].text = value
-            elif isinstance(value, (list, tuple)):
-                request.attrs[key].ints.values.extend(operator.index(v) for v in value)
-            else:
-                request.attrs[key].scalar.CopyFrom(_scalar(value))
-        response = self._session.call("Op", request)
-        return [self._wrap(meta) for meta in response.outputs]
+    def _op(self, name: str, *args: Any, nout: int = 1, **attrs: Any) -> list[Tensor]:
+        """Issues server op `name` on tensors/numbers `args` with named `attrs` (None: omitted)."""
+        return self._executor.op(self, name, args, attrs, nout)
 
     def manual_seed(self, seed: int) -> None:
         """Seeds this session's generator, like torch.manual_seed: later `rand`/`randn`
         calls without their own `seed=` give the same tensors on every run."""
-        self._session.call("ManualSeed", pb.ManualSeedRequest(seed=_seed(seed)))
+        command = pb.Command(manual_seed=pb.ManualSeedRequest(seed=_seed(seed)))
+        self._executor.command(self, "manual_seed", command)
 
     # ---- elementwise functions (torch.* names) ------------------------------
 
@@ -402,7 +426,7 @@ class Client:
             shape=_int_args(size),
             **fields,
         )
-        return self._wrap(self._session.call("Create", request))
+        return self._executor.command(self, "create", pb.Command(create=request), (), 1)[0]
 
 
 def _torch_default(dt: np.dtype) -> np.dtype:
@@ -424,23 +448,6 @@ def _scalar_default_dtype(value: Any) -> str:
     if isinstance(value, numbers.Real):
         return "float32"
     return "complex64"
-
-
-def _scalar(value: Any) -> pb.Scalar:
-    """A proto Scalar that keeps ints exact; TypeError for non-numbers."""
-    if isinstance(value, (bool, np.bool_)):
-        return pb.Scalar(b=bool(value))
-    if isinstance(value, numbers.Integral):
-        i = int(value)
-        if not _INT64[0] <= i <= _INT64[1]:
-            raise ValueError(f"{i} does not fit in int64")
-        return pb.Scalar(i=i)
-    if isinstance(value, numbers.Real):
-        return pb.Scalar(f=float(value))
-    if isinstance(value, numbers.Complex):
-        c = complex(value)
-        return pb.Scalar(f=c.real, imag=c.imag)
-    raise TypeError(f"expected a number, got {type(value).__name__}: {value!r}")
 
 
 def _seed(seed: int | None) -> int | None:

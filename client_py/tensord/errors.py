@@ -3,7 +3,9 @@
 Every `grpc.RpcError` coming out of a tensord call is turned into one of these
 by `from_rpc_error`, so users catch `tensord.Error` (or a subclass such as
 `tensord.NotFoundError`) and never see grpc types. `.code` is the
-`grpc.StatusCode` and `.details` the server's message.
+`grpc.StatusCode` and `.details` the server's message. The failure of a
+pipelined op, raised at a later sync point, also has `.op` (the op's name)
+and `.where` (the file and line that issued it); both are None otherwise.
 """
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ class Error(Exception):
     """Any failure of a tensord call; `.code` is a grpc.StatusCode, `.details` the message."""
 
     code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
+    op: str | None = None
+    where: tuple[str, int] | None = None
 
     def __init__(self, details: str, code: grpc.StatusCode | None = None) -> None:
         super().__init__(details)
@@ -92,6 +96,11 @@ _CLASS_BY_CODE: dict[grpc.StatusCode, type[Error]] = {
         DataLossError, UnauthenticatedError,
     )
 }
+
+
+def error_class(code: grpc.StatusCode) -> type[Error]:
+    """The exception class for a status code (`Error` itself for codes without one)."""
+    return _CLASS_BY_CODE.get(code, Error)
 
 
 def from_rpc_error(err: grpc.RpcError) -> Error:

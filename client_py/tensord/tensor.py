@@ -2,13 +2,16 @@
 
 A Tensor owns exactly one server handle: every operation that returns a
 tensor makes a new handle (and a new Tensor), even when the server could have
-reused the storage. Metadata (shape, strides, dtype, ...) comes from the
-TensorMeta the server returned, so reading it costs no RPC; `numpy()`
-downloads the data.
+reused the storage. Operations are pipelined (see `_executor`): an op
+returns its result Tensor at once, named by a handle the client chose, and
+the server runs the ops in the order they were issued. Metadata (shape,
+strides, dtype, ...) comes from the server's reply; reading it waits only if
+the reply has not arrived yet. `numpy()` and the other reads of data are
+sync points: they raise the first failure of an op issued before them.
 
-The handle is freed by `free()`, by `Client.close()`, or, once the Tensor is
-garbage-collected, by the client's background thread (the finalizer only
-queues the handle). Views keep their base storage alive on the server, so
+The handle is freed by `free()`, by `Client.close()`, or when the Tensor is
+garbage-collected (the finalizer only queues the handle, behind every
+command that used it). Views keep their base storage alive on the server, so
 freeing a base does not invalidate its views.
 """
 from __future__ import annotations
@@ -16,7 +19,6 @@ from __future__ import annotations
 import builtins
 import numbers
 import operator
-import weakref
 from builtins import bool as _bool, int as _int  # the class defines .bool() and .int(), like torch
 from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
@@ -27,50 +29,91 @@ from tensord.errors import NotFoundError
 from tensord.v1 import tensord_pb2 as pb
 
 if TYPE_CHECKING:
+    from tensord._executor import Command
     from tensord.client import Client
 
 
 class Tensor:
     """A tensor held by a tensord server. Create one with a `Client`, never directly."""
 
-    __slots__ = ("_client", "_meta", "_finalizer", "__weakref__")
+    __slots__ = ("_client", "_handle", "_meta", "_src", "_out", "_freed", "__weakref__")
 
-    def __init__(self, client: "Client", meta: pb.TensorMeta) -> None:
+    def __init__(
+        self,
+        client: "Client",
+        handle: str,
+        meta: "pb.TensorMeta | None" = None,
+        src: "Command | None" = None,
+        out: _int = 0,
+    ) -> None:
         self._client = client
+        self._handle = handle
+        # The last metadata known, and the command whose reply will update it
+        # (output `out` of `src`): the one that made this tensor, or one that
+        # changed it (requires_grad_). Both are set only under the GIL.
         self._meta = meta
-        self._finalizer = weakref.finalize(self, client._session.enqueue_free, meta.handle)
-        self._finalizer.atexit = False  # at exit the session close frees everything
+        self._src = src
+        self._out = out
+        self._freed = False
 
-    # ---- metadata (no RPC) --------------------------------------------------
+    def __del__(self) -> None:
+        if not self._freed:
+            self._freed = True
+            try:
+                self._client._executor.release(self._handle)
+            except Exception:  # interpreter shutdown: the session close frees everything
+                pass
+
+    # ---- metadata (waits for the op's reply, if it has not arrived) ---------
+
+    @property
+    def _m(self) -> pb.TensorMeta:
+        """The metadata, once the command that made or changed this tensor has run.
+
+        Raises that command's failure when it made this tensor; when it only
+        changed it, the tensor keeps what it had and the failure waits for
+        the next sync point.
+        """
+        src = self._src
+        if src is not None:
+            executor = self._client._executor
+            executor.wait_for(src)
+            if src.failure is not None:
+                if self._meta is None:
+                    executor.raise_for(src)
+            elif src.result is not None and len(src.result.outputs) > self._out:
+                self._meta = src.result.outputs[self._out]
+            self._src = None
+        return self._meta  # type: ignore[return-value]
 
     @property
     def handle(self) -> str:
-        """The server's id for this tensor (valid in this session only)."""
-        return self._meta.handle
+        """The id of this tensor on the server (valid in this session only), chosen by the client."""
+        return self._handle
 
     @property
     def shape(self) -> tuple[_int, ...]:
-        return tuple(self._meta.shape)
+        return tuple(self._m.shape)
 
     @property
     def dtype(self) -> np.dtype:
         """The NumPy dtype (bfloat16 is `ml_dtypes.bfloat16`)."""
-        return dtypes.from_proto(self._meta.dtype)
+        return dtypes.from_proto(self._m.dtype)
 
     @property
     def device(self) -> str:
-        return self._meta.device
+        return self._m.device
 
     @property
     def ndim(self) -> _int:
-        return len(self._meta.shape)
+        return len(self._m.shape)
 
     def dim(self) -> _int:
-        return len(self._meta.shape)
+        return len(self._m.shape)
 
     def numel(self) -> _int:
         n = 1
-        for s in self._meta.shape:
+        for s in self._m.shape:
             n *= s
         return n
 
@@ -88,45 +131,50 @@ class Tensor:
 
     def stride(self, dim: _int | None = None) -> tuple[_int, ...] | _int:
         """Strides in elements, or the stride of one dimension (negative dims count from the end)."""
-        strides = tuple(self._meta.strides)
+        strides = tuple(self._m.strides)
         if dim is None:
             return strides
         return strides[self._wrap_dim(dim)]
 
     def storage_offset(self) -> _int:
         """Offset of element [0,...,0] in its storage, in elements."""
-        return self._meta.storage_offset
+        return self._m.storage_offset
 
     def is_contiguous(self) -> _bool:
         """Whether the tensor is C-contiguous."""
-        return self._meta.is_contiguous
+        return self._m.is_contiguous
 
     @property
     def is_freed(self) -> _bool:
-        return not self._finalizer.alive
+        return self._freed
 
     def __len__(self) -> _int:
-        if not self._meta.shape:
+        shape = self._m.shape
+        if not shape:
             raise TypeError("len() of a 0-d tensor")
-        return self._meta.shape[0]
+        return shape[0]
 
     def __repr__(self) -> str:
-        state = ", freed" if self.is_freed else ""
-        if self._meta.grad_fn:
-            state += f", grad_fn=<{self._meta.grad_fn}>"
-        elif self._meta.requires_grad:
+        state = ", freed" if self._freed else ""
+        try:
+            meta = self._m
+        except Exception as e:  # the op that was to make it failed: say so instead of raising
+            return f"tensord.Tensor(<not computed: {e}>, handle='…{self.handle[-8:]}'{state})"
+        if meta.grad_fn:
+            state += f", grad_fn=<{meta.grad_fn}>"
+        elif meta.requires_grad:
             state += ", requires_grad=True"
         return (
-            f"tensord.Tensor(shape={self.shape}, dtype={dtypes.proto_name(self._meta.dtype)}, "
-            f"device={self.device!r}, handle='…{self.handle[-8:]}'{state})"
+            f"tensord.Tensor(shape={tuple(meta.shape)}, dtype={dtypes.proto_name(meta.dtype)}, "
+            f"device={meta.device!r}, handle='…{self.handle[-8:]}'{state})"
         )
 
     # ---- autograd (the graph and the gradients live on the server) ----------
 
     @property
     def requires_grad(self) -> _bool:
-        """Whether gradients flow to this tensor (no RPC)."""
-        return self._meta.requires_grad
+        """Whether gradients flow to this tensor."""
+        return self._m.requires_grad
 
     @requires_grad.setter
     def requires_grad(self, value: _bool) -> None:
@@ -138,30 +186,34 @@ class Tensor:
         Only floating-point tensors can require grad, and only leaves (tensors
         no recorded op made) can stop requiring it, as in torch.
         """
-        request = pb.SetRequiresGradRequest(handle=self._live_handle(), requires_grad=_bool(requires_grad))
-        self._meta = self._client._session.call("SetRequiresGrad", request)
+        command = pb.Command(
+            set_requires_grad=pb.SetRequiresGradRequest(handle=self._live_handle(), requires_grad=_bool(requires_grad))
+        )
+        self._client._executor.modify(self, "requires_grad_", command)
         return self
 
     @property
     def is_leaf(self) -> _bool:
         """True unless a recorded op made this tensor (it then has a `grad_fn`)."""
-        return not self._meta.grad_fn
+        return not self._m.grad_fn
 
     @property
     def grad_fn(self) -> "GradFn | None":
         """The backward node that made this tensor (e.g. `<MulBackward0>`), or None for leaves."""
-        return GradFn(self._meta.grad_fn) if self._meta.grad_fn else None
+        grad_fn = self._m.grad_fn
+        return GradFn(grad_fn) if grad_fn else None
 
     @property
     def grad(self) -> "Tensor | None":
-        """The gradient accumulated by `backward()`: a server tensor, or None (one RPC).
+        """The gradient accumulated by `backward()`: a server tensor, or None.
 
-        Later backward passes add into the same storage, so a Tensor obtained
-        here sees them, as in torch. Non-leaf tensors have a grad only after
+        Whether it is None is only known once the ops issued before have run,
+        so this waits for them (it does not raise their failures). Later
+        backward passes add into the same storage, so a Tensor obtained here
+        sees them, as in torch. Non-leaf tensors have a grad only after
         `retain_grad()`.
         """
-        response = self._client._session.call("GetGrad", pb.TensorRef(handle=self._live_handle()))
-        return self._client._wrap(response.grad) if response.HasField("grad") else None
+        return self._client._executor.get_grad(self)
 
     @grad.setter
     def grad(self, value: "Tensor | None") -> None:
@@ -170,12 +222,13 @@ class Tensor:
         if value is not None and value._client is not self._client:
             raise ValueError("assigned grad belongs to another client")
         request = pb.SetGradRequest(handle=self._live_handle(), grad="" if value is None else value._live_handle())
-        self._client._session.call("SetGrad", request)
+        operands = (self,) if value is None else (self, value)
+        self._client._executor.command(self._client, "grad =", pb.Command(set_grad=request), operands)
 
     def backward(
         self, gradient: "Tensor | None" = None, retain_graph: _bool | None = None, create_graph: _bool = False
     ) -> None:
-        """Computes the gradient of this tensor with respect to the graph leaves (one RPC).
+        """Computes the gradient of this tensor with respect to the graph leaves (one command).
 
         `gradient` is required unless the tensor has one element. See
         `tensord.autograd.backward`.
@@ -184,16 +237,21 @@ class Tensor:
 
     def detach(self) -> "Tensor":
         """A new handle on the same storage, cut from the graph (does not require grad)."""
-        return self._client._wrap(self._client._session.call("Detach", pb.TensorRef(handle=self._live_handle())))
+        command = pb.Command(detach=pb.TensorRef(handle=self._live_handle()))
+        return self._client._executor.command(self._client, "detach", command, (self,), 1)[0]
 
     def retain_grad(self) -> None:
         """Keeps the gradient of this non-leaf tensor in `.grad` during backward."""
-        self._meta = self._client._session.call("RetainGrad", pb.TensorRef(handle=self._live_handle()))
+        command = pb.Command(retain_grad=pb.TensorRef(handle=self._live_handle()))
+        self._client._executor.modify(self, "retain_grad", command)
 
     # ---- data ---------------------------------------------------------------
 
     def numpy(self) -> np.ndarray:
-        """Downloads the tensor into a new writable, 64-byte-aligned ndarray.
+        """Downloads the tensor into a new writable, 64-byte-aligned ndarray (a sync point).
+
+        The download starts once every op issued before it has run; then the
+        first failure of those ops not raised yet is raised, if any.
 
         The array has this tensor's dtype, shape and byte strides over one
         buffer holding the downloaded storage span: a view such as `t.T` comes
@@ -201,7 +259,7 @@ class Tensor:
         (stride 0) the array aliases itself exactly like torch's `.numpy()`:
         writing one element changes every element that shares its storage.
         """
-        return self._client._download(self._live_handle())
+        return self._client._executor.download(self)
 
     def __array__(self, dtype: Any = None, copy: _bool | None = None) -> np.ndarray:
         if copy is False:
@@ -212,19 +270,21 @@ class Tensor:
         return arr
 
     def item(self) -> Any:
-        """The value of a one-element tensor as a Python scalar."""
-        if self.numel() != 1:
-            raise ValueError(f"item() needs a tensor with one element, this one has {self.numel()}")
-        return self.numpy().item()
+        """The value of a one-element tensor as a Python scalar (a sync point)."""
+        arr = self.numpy()  # one round trip: the shape comes with the data
+        if arr.size != 1:
+            raise ValueError(f"item() needs a tensor with one element, this one has {arr.size}")
+        return arr.item()
 
     def tolist(self) -> Any:
-        """The values as nested Python lists (a scalar for a 0-d tensor)."""
+        """The values as nested Python lists (a scalar for a 0-d tensor); a sync point."""
         return self.numpy().tolist()
 
     def __bool__(self) -> _bool:
-        if self.numel() != 1:
-            raise ValueError(f"the truth value of a tensor with {self.numel()} elements is ambiguous")
-        return _bool(self.item())
+        arr = self.numpy()
+        if arr.size != 1:
+            raise ValueError(f"the truth value of a tensor with {arr.size} elements is ambiguous")
+        return _bool(arr.item())
 
     def __iter__(self) -> Iterator["Tensor"]:
         for i in range(len(self)):
@@ -238,40 +298,40 @@ class Tensor:
         return self.permute(*reversed(range(self.ndim)))
 
     def transpose(self, dim0: _int, dim1: _int) -> "Tensor":
-        return self._view(transpose=pb.ViewRequest.Transpose(dim0=dim0, dim1=dim1))
+        return self._view("transpose", transpose=pb.ViewRequest.Transpose(dim0=dim0, dim1=dim1))
 
     def permute(self, *dims: _int | Sequence[_int]) -> "Tensor":
-        return self._view(permute=pb.ViewRequest.Permute(dims=_int_args(dims)))
+        return self._view("permute", permute=pb.ViewRequest.Permute(dims=_int_args(dims)))
 
     def view(self, *shape: _int | Sequence[_int]) -> "Tensor":
         """Same data, new shape; FailedPreconditionError if that needs a copy (one -1 allowed)."""
-        return self._view(view=pb.ViewRequest.Reshape(shape=_int_args(shape)))
+        return self._view("view", view=pb.ViewRequest.Reshape(shape=_int_args(shape)))
 
     def reshape(self, *shape: _int | Sequence[_int]) -> "Tensor":
         """A view when possible, otherwise a copy (one -1 allowed)."""
-        return self._view(reshape=pb.ViewRequest.Reshape(shape=_int_args(shape)))
+        return self._view("reshape", reshape=pb.ViewRequest.Reshape(shape=_int_args(shape)))
 
     def flatten(self, start_dim: _int = 0, end_dim: _int = -1) -> "Tensor":
-        return self._view(flatten=pb.ViewRequest.Flatten(start_dim=start_dim, end_dim=end_dim))
+        return self._view("flatten", flatten=pb.ViewRequest.Flatten(start_dim=start_dim, end_dim=end_dim))
 
     def squeeze(self, dim: _int | Sequence[_int] | None = None) -> "Tensor":
         """Removes size-1 dimensions: all of them, or those in `dim`."""
         if dim is None:
-            return self._view(squeeze=pb.ViewRequest.Squeeze())
+            return self._view("squeeze", squeeze=pb.ViewRequest.Squeeze())
         dims = tuple(map(operator.index, dim)) if isinstance(dim, Sequence) else (operator.index(dim),)
         if not dims:  # the wire's empty list means "all", torch's empty tuple means "none"
             return self[...]
-        return self._view(squeeze=pb.ViewRequest.Squeeze(dims=dims))
+        return self._view("squeeze", squeeze=pb.ViewRequest.Squeeze(dims=dims))
 
     def unsqueeze(self, dim: _int) -> "Tensor":
-        return self._view(unsqueeze=pb.ViewRequest.Unsqueeze(dim=dim))
+        return self._view("unsqueeze", unsqueeze=pb.ViewRequest.Unsqueeze(dim=dim))
 
     def expand(self, *sizes: _int | Sequence[_int]) -> "Tensor":
         """A broadcast view (stride 0 along new or size-1 dims); -1 keeps a size."""
-        return self._view(expand=pb.ViewRequest.Expand(shape=_int_args(sizes)))
+        return self._view("expand", expand=pb.ViewRequest.Expand(shape=_int_args(sizes)))
 
     def select(self, dim: _int, index: _int) -> "Tensor":
-        return self._view(select=pb.ViewRequest.Select(dim=dim, index=index))
+        return self._view("select", select=pb.ViewRequest.Select(dim=dim, index=index))
 
     def __getitem__(self, key: Any) -> "Tensor":
         """Basic indexing in one View RPC: ints, slices with positive steps, `...`, `None`, tuples of these.
@@ -279,21 +339,21 @@ class Tensor:
         Negative steps raise ValueError and lists/arrays/bools TypeError, as in torch.
         """
         items = key if isinstance(key, tuple) else (key,)
-        return self._view(index=pb.ViewRequest.Index(items=[_index_item(k) for k in items]))
+        return self._view("index", index=pb.ViewRequest.Index(items=[_index_item(k) for k in items]))
 
     # ---- copies -------------------------------------------------------------
 
     def contiguous(self) -> "Tensor":
         """A C-contiguous tensor with the same values (a new handle even if already contiguous)."""
-        return self._copy(pb.CopyRequest.CONTIGUOUS)
+        return self._copy("contiguous", pb.CopyRequest.CONTIGUOUS)
 
     def clone(self) -> "Tensor":
         """A copy in new C-contiguous storage."""
-        return self._copy(pb.CopyRequest.CLONE)
+        return self._copy("clone", pb.CopyRequest.CLONE)
 
     def to(self, dtype: dtypes.DTypeLike) -> "Tensor":
         """The values cast to `dtype` (a new handle even if the dtype is unchanged)."""
-        return self._copy(pb.CopyRequest.CAST, dtypes.to_proto(dtype))
+        return self._copy("to", pb.CopyRequest.CAST, dtypes.to_proto(dtype))
 
     def half(self) -> "Tensor":
         return self.to("float16")
@@ -317,16 +377,20 @@ class Tensor:
     def bool(self) -> "Tensor":
         return self.to("bool")
 
-    # ---- elementwise ops (one RPC each; results are new tensors) -----------
+    # ---- elementwise ops (one command each; results are new tensors) -------
+
+    def _op(self, name: str, *args: Any, nout: _int = 1, **attrs: Any) -> list["Tensor"]:
+        """Issues server op `name` on tensors/numbers `args` (this tensor's client) with named `attrs`."""
+        return self._client._executor.op(self._client, name, args, attrs, nout)
 
     def _unary(self, name: str) -> "Tensor":
-        return self._client._op(name, self)[0]
+        return self._client._executor.op(self._client, name, (self,), {}, 1)[0]
 
     def _binary(self, name: str, other: Any, reflected: _bool = False) -> "Tensor":
         if not isinstance(other, (Tensor, numbers.Number, np.generic)):
             return NotImplemented
         args = (other, self) if reflected else (self, other)
-        return self._client._op(name, *args)[0]
+        return self._client._executor.op(self._client, name, args, {}, 1)[0]
 
     def __add__(self, other: Any) -> "Tensor":
         return self._binary("add", other)
@@ -473,11 +537,11 @@ class Tensor:
 
     def clamp(self, min: Any = None, max: Any = None) -> "Tensor":
         """Limits values to [min, max]; either bound may be None."""
-        return self._client._op("clamp", self, min=min, max=max)[0]
+        return self._op("clamp", self, min=min, max=max)[0]
 
     def where(self, condition: "Tensor", other: Any) -> "Tensor":
         """`self` where `condition` holds, else `other` (torch.Tensor.where)."""
-        return self._client._op("where", condition, self, other)[0]
+        return self._op("where", condition, self, other)[0]
 
 
 
@@ -504,7 +568,7 @@ class Tensor:
 
     def _reduce(self, name: str, dim: _int | Sequence[_int] | None, keepdim: _bool, **attrs: Any) -> "Tensor":
         # An int or a list both travel as the `dim` attribute; an empty list means every dim, as in torch.
-        return self._client._op(name, self, dim=dim, keepdim=_bool(keepdim), **attrs)[0]
+        return self._op(name, self, dim=dim, keepdim=_bool(keepdim), **attrs)[0]
 
     def sum(self, dim: _int | Sequence[_int] | None = None, keepdim: _bool = False) -> "Tensor":
         """Sum over `dim` (an int or a list; None: every dim). Bool and integer tensors give int64."""
@@ -532,8 +596,8 @@ class Tensor:
 
     def _max_min(self, name: str, dim: _int | None, keepdim: _bool) -> "Tensor | Tensor.ValuesIndices":
         if dim is None:
-            return self._client._op(name, self)[0]
-        values, indices = self._client._op(name, self, dim=operator.index(dim), keepdim=_bool(keepdim))
+            return self._op(name, self)[0]
+        values, indices = self._op(name, self, nout=2, dim=operator.index(dim), keepdim=_bool(keepdim))
         return Tensor.ValuesIndices(values, indices)
 
     def max(self, dim: _int | None = None, keepdim: _bool = False) -> "Tensor | Tensor.ValuesIndices":
@@ -557,11 +621,11 @@ class Tensor:
 
     def softmax(self, dim: _int) -> "Tensor":
         """exp(x) / sum(exp(x)) along `dim`, computed stably; floating point tensors only."""
-        return self._client._op("softmax", self, dim=operator.index(dim))[0]
+        return self._op("softmax", self, dim=operator.index(dim))[0]
 
     def log_softmax(self, dim: _int) -> "Tensor":
         """log(softmax(x)) along `dim`, as x - max - log(sum(exp(x - max))); floating point tensors only."""
-        return self._client._op("log_softmax", self, dim=operator.index(dim))[0]
+        return self._op("log_softmax", self, dim=operator.index(dim))[0]
 
     # ---- linear algebra, joins and in-place updates --------------------------
 
@@ -573,7 +637,7 @@ class Tensor:
         result; dims before the last two are batch dims and broadcast. Both
         operands must have the same dtype (bool is not supported).
         """
-        return self._client._op("matmul", self, other)[0]
+        return self._op("matmul", self, other)[0]
 
     def __matmul__(self, other: Any) -> "Tensor":
         if not isinstance(other, Tensor):
@@ -587,11 +651,11 @@ class Tensor:
 
     def mm(self, mat2: "Tensor") -> "Tensor":
         """Product of two 2-D tensors (torch.mm: no vectors, no broadcasting)."""
-        return self._client._op("mm", self, mat2)[0]
+        return self._op("mm", self, mat2)[0]
 
     def bmm(self, mat2: "Tensor") -> "Tensor":
         """Batched product of two 3-D tensors with equal batch sizes (torch.bmm)."""
-        return self._client._op("bmm", self, mat2)[0]
+        return self._op("bmm", self, mat2)[0]
 
     def add_(self, other: Any, *, alpha: Any = 1) -> "Tensor":
         """In place: self += alpha * other; returns self.
@@ -603,17 +667,17 @@ class Tensor:
         the change.
         """
         plain = type(alpha) is _int and alpha == 1  # a bool or float alpha still gets checked
-        self._client._op("add_", self, other, alpha=None if plain else alpha)
+        self._op("add_", self, other, nout=0, alpha=None if plain else alpha)
         return self
 
     def mul_(self, other: Any) -> "Tensor":
         """In place: self *= other (a tensor broadcasting to self's shape, or a number); returns self."""
-        self._client._op("mul_", self, other)
+        self._op("mul_", self, other, nout=0)
         return self
 
     def zero_(self) -> "Tensor":
         """In place: sets every element to 0; returns self."""
-        self._client._op("zero_", self)
+        self._op("zero_", self, nout=0)
         return self
 
     def fill_(self, value: Any) -> "Tensor":
@@ -622,40 +686,50 @@ class Tensor:
         Floats truncate into integer tensors; a value out of the dtype's range
         (300 into int8) raises InvalidArgumentError.
         """
-        self._client._op("fill_", self, value)
+        self._op("fill_", self, value, nout=0)
         return self
 
     def copy_(self, src: "Tensor") -> "Tensor":
         """In place: copies `src`, broadcast to self's shape and cast to self's dtype; returns self."""
         if not isinstance(src, Tensor):
             raise TypeError(f"copy_() expects a Tensor, got {type(src).__name__}")
-        self._client._op("copy_", self, src)
+        self._op("copy_", self, src, nout=0)
         return self
 
     # ---- lifetime -----------------------------------------------------------
 
     def free(self) -> None:
-        """Frees the handle on the server now. Idempotent; any later use raises NotFoundError."""
-        if self._finalizer.detach() is None:
+        """Frees the handle on the server, after the ops issued before have used it.
+
+        Idempotent; any later use raises NotFoundError.
+        """
+        if self._freed:
             return
-        self._client._free(self._meta.handle)
+        self._freed = True
+        self._client._executor.release(self._handle)
 
     # ---- helpers ------------------------------------------------------------
 
     def _live_handle(self) -> str:
-        if not self._finalizer.alive:
+        if self._freed:
             raise NotFoundError(f"tensor …{self.handle[-8:]} was freed and can no longer be used")
-        return self._meta.handle
+        return self._handle
 
-    def _view(self, **op: Any) -> "Tensor":
+    def _adopt(self) -> tuple[str, "pb.TensorMeta | None", "Command | None", _int]:
+        """Hands this tensor's handle over to a new owner: it will not free it."""
+        self._live_handle()
+        self._freed = True
+        return self._handle, self._meta, self._src, self._out
+
+    def _view(self, op_name: str, **op: Any) -> "Tensor":
         request = pb.ViewRequest(handle=self._live_handle(), no_grad=not autograd.is_grad_enabled(), **op)
-        return self._client._wrap(self._client._session.call("View", request))
+        return self._client._executor.command(self._client, op_name, pb.Command(view=request), (self,), 1)[0]
 
-    def _copy(self, kind: pb.CopyRequest.Kind, dtype: pb.DType = pb.DTYPE_UNSPECIFIED) -> "Tensor":
+    def _copy(self, op_name: str, kind: pb.CopyRequest.Kind, dtype: pb.DType = pb.DTYPE_UNSPECIFIED) -> "Tensor":
         request = pb.CopyRequest(
             handle=self._live_handle(), kind=kind, dtype=dtype, no_grad=not autograd.is_grad_enabled()
         )
-        return self._client._wrap(self._client._session.call("Copy", request))
+        return self._client._executor.command(self._client, op_name, pb.Command(copy=request), (self,), 1)[0]
 
     def _wrap_dim(self, dim: _int) -> _int:
         n = self.ndim

@@ -1,58 +1,13 @@
 #include "rpc/service.h"
 
 #include "absl/strings/str_cat.h"
-#include "autograd/recorder.h"
 #include "common/log.h"
 #include "common/status_macros.h"
-#include "core/create.h"
+#include "rpc/command_codec.h"
 #include "rpc/proto_convert.h"
 #include "rpc/respond.h"
 
 namespace tensord {
-namespace {
-
-// The view op (ops/shape.cc) a ViewRequest names, with its attributes.
-absl::StatusOr<std::pair<std::string, std::map<std::string, Attr>>> ViewOp(
-    const v1::ViewRequest& request) {
-  using Attrs = std::map<std::string, Attr>;
-  using Result = std::pair<std::string, Attrs>;
-  switch (request.op_case()) {
-    case v1::ViewRequest::kTranspose:
-      return Result{"transpose",
-                    Attrs{{"dim0", request.transpose().dim0()}, {"dim1", request.transpose().dim1()}}};
-    case v1::ViewRequest::kPermute:
-      return Result{"permute", Attrs{{"dims", ToDims(request.permute().dims())}}};
-    case v1::ViewRequest::kView:
-      return Result{"view", Attrs{{"shape", ToDims(request.view().shape())}}};
-    case v1::ViewRequest::kReshape:
-      return Result{"reshape", Attrs{{"shape", ToDims(request.reshape().shape())}}};
-    case v1::ViewRequest::kSqueeze:
-      return Result{"squeeze", Attrs{{"dims", ToDims(request.squeeze().dims())}}};
-    case v1::ViewRequest::kUnsqueeze:
-      return Result{"unsqueeze", Attrs{{"dim", request.unsqueeze().dim()}}};
-    case v1::ViewRequest::kExpand:
-      return Result{"expand", Attrs{{"shape", ToDims(request.expand().shape())}}};
-    case v1::ViewRequest::kFlatten:
-      return Result{"flatten", Attrs{{"start_dim", request.flatten().start_dim()},
-                                     {"end_dim", request.flatten().end_dim()}}};
-    case v1::ViewRequest::kSelect:
-      return Result{"select",
-                    Attrs{{"dim", request.select().dim()}, {"index", request.select().index()}}};
-    case v1::ViewRequest::kIndex: {
-      std::vector<IndexItem> items;
-      for (const v1::IndexItem& item : request.index().items()) {
-        ASSIGN_OR_RETURN(IndexItem converted, FromProto(item));
-        items.push_back(std::move(converted));
-      }
-      return Result{"index", Attrs{{"items", std::move(items)}}};
-    }
-    case v1::ViewRequest::OP_NOT_SET:
-      break;
-  }
-  return absl::InvalidArgumentError("view request names no operation");
-}
-
-}  // namespace
 
 absl::Status TensordService::Authorize(grpc::CallbackServerContext* context) const {
   if (auth_ == nullptr) return absl::OkStatus();
@@ -157,158 +112,162 @@ grpc::ServerUnaryReactor* TensordService::MemoryInfo(grpc::CallbackServerContext
   });
 }
 
+void TensordService::BeginDrain() {
+  std::vector<std::shared_ptr<Drainable>> streams;
+  {
+    absl::MutexLock lock(&mu_);
+    draining_ = true;
+    for (const auto& [key, stream] : streams_) streams.push_back(stream);
+  }
+  // Outside mu_: draining may finish a stream, and gRPC may then run its
+  // OnDone, which unregisters, on this thread.
+  for (const std::shared_ptr<Drainable>& stream : streams) stream->Drain();
+}
+
+bool TensordService::draining() const {
+  absl::MutexLock lock(&mu_);
+  return draining_;
+}
+
+bool TensordService::Register(std::shared_ptr<Drainable> stream) {
+  absl::MutexLock lock(&mu_);
+  if (draining_) return false;
+  const Drainable* key = stream.get();
+  streams_.emplace(key, std::move(stream));
+  return true;
+}
+
+void TensordService::Unregister(const Drainable* stream) {
+  absl::MutexLock lock(&mu_);
+  streams_.erase(stream);
+}
+
+grpc::ServerUnaryReactor* TensordService::Submit(grpc::CallbackServerContext* context,
+                                                 absl::StatusOr<CommandBody> body, Reply reply) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<std::shared_ptr<Session>> session = SessionFor(context);
+  const absl::Status status = session.ok() ? body.status() : session.status();
+  if (!status.ok()) {
+    reactor->Finish(ToGrpcStatus(status));
+    return reactor;
+  }
+  std::shared_ptr<exec::Stream> stream = (*session)->stream();
+  stream->Enqueue([session = *std::move(session), command = Command{*std::move(body), {}},
+                   reactor, reply = std::move(reply)](const absl::Status& runnable) mutable {
+    absl::Status status = runnable;
+    if (status.ok()) {
+      status = Guarded([&]() -> absl::Status {
+        ASSIGN_OR_RETURN(const CommandResult result, tensord::Execute(*session, command));
+        reply(result);
+        return absl::OkStatus();
+      });
+    }
+    reactor->Finish(ToGrpcStatus(status));
+  });
+  return reactor;
+}
+
+namespace {
+
+// Replies that describe the command's one tensor in `meta`.
+auto DescribeIn(v1::TensorMeta* meta) {
+  return [meta](const CommandResult& result) {
+    if (!result.tensors.empty()) FillMeta(result.tensors[0].first, result.tensors[0].second, meta);
+  };
+}
+
+void NoReply(const CommandResult&) {}
+
+}  // namespace
+
 grpc::ServerUnaryReactor* TensordService::Create(grpc::CallbackServerContext* context,
                                                  const v1::CreateRequest* request,
                                                  v1::TensorMeta* response) {
-  return Respond(context, [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(std::shared_ptr<Session> session, SessionFor(context));
-    TensorOptions options;
-    ASSIGN_OR_RETURN(options.dtype, FromProto(request->dtype()));
-    options.budget = budget_;
-    if (request->requires_grad()) RETURN_IF_ERROR(CheckSupportsGrad(options.dtype));
-    Dims shape = ToDims(request->shape());
-    const bool random = request->kind() == v1::CreateRequest::RAND ||
-                        request->kind() == v1::CreateRequest::RANDN;
-    const uint64_t seed =
-        request->has_seed() ? request->seed() : (random ? session->NextSeed() : 0);
-    absl::StatusOr<Tensor> tensor;
-    switch (request->kind()) {
-      case v1::CreateRequest::EMPTY:
-        // Zero-filled, unlike torch.empty: the memory may last have held
-        // another session's tensor.
-        tensor = Full(std::move(shape), Scalar{int64_t{0}}, options);
-        break;
-      case v1::CreateRequest::ZEROS:
-        tensor = Full(std::move(shape), Scalar{int64_t{0}}, options);
-        break;
-      case v1::CreateRequest::ONES:
-        tensor = Full(std::move(shape), Scalar{int64_t{1}}, options);
-        break;
-      case v1::CreateRequest::FULL:
-        tensor = Full(std::move(shape), FromProto(request->fill()), options);
-        break;
-      case v1::CreateRequest::ARANGE: {
-        const Scalar step =
-            request->has_step() ? FromProto(request->step()) : Scalar{int64_t{1}};
-        tensor = Arange(FromProto(request->start()), FromProto(request->end()), step, options);
-        break;
-      }
-      case v1::CreateRequest::RAND:
-        tensor = Rand(std::move(shape), seed, options);
-        break;
-      case v1::CreateRequest::RANDN:
-        tensor = Randn(std::move(shape), seed, options);
-        break;
-      default:
-        return absl::InvalidArgumentError(
-            absl::StrCat("unknown creation kind ", static_cast<int>(request->kind())));
-    }
-    if (!tensor.ok()) return tensor.status();
-    std::shared_ptr<AutogradMeta> autograd;
-    if (request->requires_grad()) autograd = std::make_shared<AutogradMeta>(true, nullptr, 0);
-    return Publish(*session, Variable{*std::move(tensor), std::move(autograd)}, response);
-  });
+  return Submit(context, DecodeBody(*request), DescribeIn(response));
 }
 
 grpc::ServerUnaryReactor* TensordService::ManualSeed(grpc::CallbackServerContext* context,
                                                      const v1::ManualSeedRequest* request,
                                                      v1::ManualSeedResponse*) {
-  return Respond(context, [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(std::shared_ptr<Session> session, SessionFor(context));
-    session->ManualSeed(request->seed());
-    return absl::OkStatus();
-  });
-}
-
-absl::StatusOr<std::vector<Variable>> TensordService::RunForClient(
-    Session& session, const OpContext& op,
-    const std::vector<std::shared_ptr<AutogradMeta>>& autograd, bool no_grad) {
-  return RunRecorded(op, autograd, !no_grad, [&session] { return session.NextSeed(); });
+  return Submit(context, ManualSeedCommand{request->seed()}, NoReply);
 }
 
 grpc::ServerUnaryReactor* TensordService::View(grpc::CallbackServerContext* context,
                                                const v1::ViewRequest* request,
                                                v1::TensorMeta* response) {
-  return Respond(context, [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(std::shared_ptr<Session> session, SessionFor(context));
-    ASSIGN_OR_RETURN(Variable input, session->GetVariable(request->handle()));
-    ASSIGN_OR_RETURN(auto view, ViewOp(*request));
-    const OpContext op(std::move(view.first), {input.tensor}, std::move(view.second), budget_);
-    ASSIGN_OR_RETURN(std::vector<Variable> outputs,
-                     RunForClient(*session, op, {input.autograd}, request->no_grad()));
-    return Publish(*session, std::move(outputs.at(0)), response);
-  });
+  return Submit(context, DecodeBody(*request), DescribeIn(response));
 }
 
 grpc::ServerUnaryReactor* TensordService::Copy(grpc::CallbackServerContext* context,
                                                const v1::CopyRequest* request,
                                                v1::TensorMeta* response) {
-  return Respond(context, [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(std::shared_ptr<Session> session, SessionFor(context));
-    ASSIGN_OR_RETURN(Variable input, session->GetVariable(request->handle()));
-    std::map<std::string, Attr> attrs;
-    std::string name;
-    switch (request->kind()) {
-      case v1::CopyRequest::CONTIGUOUS:
-        name = "contiguous";
-        break;
-      case v1::CopyRequest::CLONE:
-        name = "clone";
-        break;
-      case v1::CopyRequest::CAST: {
-        ASSIGN_OR_RETURN(const DType dtype, FromProto(request->dtype()));
-        name = "to";
-        attrs.emplace("dtype", dtype);
-        break;
-      }
-      default:
-        return absl::InvalidArgumentError(
-            absl::StrCat("unknown copy kind ", static_cast<int>(request->kind())));
-    }
-    const OpContext op(std::move(name), {input.tensor}, std::move(attrs), budget_);
-    ASSIGN_OR_RETURN(std::vector<Variable> outputs,
-                     RunForClient(*session, op, {input.autograd}, request->no_grad()));
-    return Publish(*session, std::move(outputs.at(0)), response);
-  });
+  return Submit(context, DecodeBody(*request), DescribeIn(response));
 }
 
 grpc::ServerUnaryReactor* TensordService::Op(grpc::CallbackServerContext* context,
                                              const v1::OpRequest* request,
                                              v1::OpResponse* response) {
-  return Respond(context, [&]() -> absl::Status {
-    ASSIGN_OR_RETURN(std::shared_ptr<Session> session, SessionFor(context));
-    std::vector<Operand> args;
-    std::vector<std::shared_ptr<AutogradMeta>> autograd;
-    for (const v1::OpArg& arg : request->args()) {
-      if (arg.value_case() == v1::OpArg::kHandle) {
-        ASSIGN_OR_RETURN(Variable variable, session->GetVariable(arg.handle()));
-        args.push_back(std::move(variable.tensor));
-        autograd.push_back(std::move(variable.autograd));
-      } else if (arg.value_case() == v1::OpArg::kScalar) {
-        args.push_back(FromProto(arg.scalar()));
-        autograd.push_back(nullptr);
-      } else {
-        return absl::InvalidArgumentError(absl::StrCat(
-            request->op(), ": positional arguments must be tensors or numbers"));
-      }
-    }
-    std::map<std::string, Attr> attrs;
-    for (const auto& [name, arg] : request->attrs()) {
-      absl::StatusOr<Attr> attr = AttrFromProto(arg);
-      if (!attr.ok()) {
-        return absl::InvalidArgumentError(
-            absl::StrCat(request->op(), ": attribute '", name, "': ", attr.status().message()));
-      }
-      attrs.emplace(name, *std::move(attr));
-    }
-    const OpContext op(request->op(), std::move(args), std::move(attrs), budget_);
-    ASSIGN_OR_RETURN(std::vector<Variable> outputs,
-                     RunForClient(*session, op, autograd, request->no_grad()));
-    for (Variable& output : outputs) {
-      RETURN_IF_ERROR(Publish(*session, std::move(output), response->add_outputs()));
-    }
-    return absl::OkStatus();
+  return Submit(context, DecodeBody(*request), [response](const CommandResult& result) {
+    FillOutputs(result, response->mutable_outputs());
   });
+}
+
+grpc::ServerUnaryReactor* TensordService::SetRequiresGrad(
+    grpc::CallbackServerContext* context, const v1::SetRequiresGradRequest* request,
+    v1::TensorMeta* response) {
+  return Submit(context, DecodeBody(*request), DescribeIn(response));
+}
+
+grpc::ServerUnaryReactor* TensordService::Detach(grpc::CallbackServerContext* context,
+                                                 const v1::TensorRef* request,
+                                                 v1::TensorMeta* response) {
+  return Submit(context, DetachCommand{request->handle()}, DescribeIn(response));
+}
+
+grpc::ServerUnaryReactor* TensordService::RetainGrad(grpc::CallbackServerContext* context,
+                                                     const v1::TensorRef* request,
+                                                     v1::TensorMeta* response) {
+  return Submit(context, RetainGradCommand{request->handle()}, DescribeIn(response));
+}
+
+grpc::ServerUnaryReactor* TensordService::GetGrad(grpc::CallbackServerContext* context,
+                                                  const v1::TensorRef* request,
+                                                  v1::GetGradResponse* response) {
+  return Submit(context, GetGradCommand{request->handle()}, [response](const CommandResult& r) {
+    if (!r.tensors.empty()) FillMeta(r.tensors[0].first, r.tensors[0].second, response->mutable_grad());
+  });
+}
+
+grpc::ServerUnaryReactor* TensordService::SetGrad(grpc::CallbackServerContext* context,
+                                                  const v1::SetGradRequest* request,
+                                                  v1::SetGradResponse*) {
+  return Submit(context, DecodeBody(*request), NoReply);
+}
+
+grpc::ServerUnaryReactor* TensordService::Backward(grpc::CallbackServerContext* context,
+                                                   const v1::BackwardRequest* request,
+                                                   v1::BackwardResponse*) {
+  return Submit(context, DecodeBody(*request), NoReply);
+}
+
+grpc::ServerUnaryReactor* TensordService::ZeroGrad(grpc::CallbackServerContext* context,
+                                                   const v1::ZeroGradRequest* request,
+                                                   v1::ZeroGradResponse*) {
+  return Submit(context, DecodeBody(*request), NoReply);
+}
+
+grpc::ServerUnaryReactor* TensordService::CreateOptimizer(
+    grpc::CallbackServerContext* context, const v1::CreateOptimizerRequest* request,
+    v1::CreateOptimizerResponse* response) {
+  return Submit(context, DecodeBody(*request), [response](const CommandResult& result) {
+    response->set_optimizer(result.optimizer);
+  });
+}
+
+grpc::ServerUnaryReactor* TensordService::Step(grpc::CallbackServerContext* context,
+                                               const v1::StepRequest* request,
+                                               v1::StepResponse*) {
+  return Submit(context, DecodeBody(*request), NoReply);
 }
 
 }  // namespace tensord

@@ -1,22 +1,33 @@
-// The gRPC service: thin callback-API handlers that validate the request,
-// call the core (views, copies, factories, sessions, the autograd recorder
-// and engine, optimizers) and finish with the mapped status. Upload and
-// Download are raw-ByteBuffer methods so that tensor bytes bypass protobuf
-// (see chunk_codec.h). Handlers live in service.cc, transfer.cc (bulk
-// bytes) and autograd_service.cc (autograd and optimizers).
+// The gRPC service: thin callback-API handlers. They authenticate, find the
+// session, decode the request into a command (command_codec.h) and enqueue
+// it on the session's stream; a worker runs it (session/commands.h) and the
+// handler's reply goes out from there. No tensor compute runs on gRPC's
+// threads. Control calls (OpenSession, KeepAlive, CloseSession, GetTensor,
+// ListTensors, MemoryInfo, Free) only touch bookkeeping and answer inline,
+// so they never wait behind a session's queue.
 //
-// Thread-safety: handlers run concurrently on gRPC's callback threads; all
-// shared state lives in the thread-safe SessionRegistry and MemoryBudget.
+// Handlers live in service.cc (unary calls), execute.cc (the pipelined
+// Execute stream) and transfer.cc (Upload and Download, raw-ByteBuffer
+// methods so that tensor bytes bypass protobuf; see chunk_codec.h).
+//
+// Thread-safety: handlers run concurrently on gRPC's callback threads and
+// completions on the scheduler's workers; shared state lives in the
+// thread-safe SessionRegistry and MemoryBudget, and the set of live Execute
+// streams under mu_.
 #pragma once
 
 #include <memory>
 
 #include <grpcpp/grpcpp.h>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "core/storage.h"
 #include "rpc/auth.h"
 #include "rpc/metrics.h"
+#include "session/commands.h"
 #include "session/session.h"
 #include "tensord/v1/tensord.grpc.pb.h"
 
@@ -42,6 +53,23 @@ class TensordService final
   absl::StatusOr<std::shared_ptr<Session>> SessionFor(grpc::CallbackServerContext* context);
   const std::shared_ptr<MemoryBudget>& budget() const { return budget_; }
   ServerMetrics& metrics() const { return *metrics_; }
+  SessionRegistry& sessions() const { return *sessions_; }
+
+  // Called once when the server starts draining (SIGTERM): every Execute
+  // stream runs what it has queued, fails what arrives later with
+  // UNAVAILABLE, and then ends UNAVAILABLE.
+  void BeginDrain();
+  bool draining() const;
+
+  // Execute streams register themselves while they live (for BeginDrain).
+  class Drainable {
+   public:
+    virtual ~Drainable() = default;
+    virtual void Drain() = 0;
+  };
+  // False when draining has begun: the stream must not start.
+  bool Register(std::shared_ptr<Drainable> stream);
+  void Unregister(const Drainable* stream);
 
   grpc::ServerUnaryReactor* OpenSession(grpc::CallbackServerContext* context,
                                         const v1::OpenSessionRequest* request,
@@ -115,17 +143,24 @@ class TensordService final
                                  const v1::StepRequest* request,
                                  v1::StepResponse* response) override;
 
+  grpc::ServerBidiReactor<v1::ExecuteRequest, v1::ExecuteResponse>* Execute(
+      grpc::CallbackServerContext* context) override;
+
  private:
-  // Runs `op` for `session` through the autograd recorder; `autograd[i]`
-  // is the autograd state of argument i.
-  absl::StatusOr<std::vector<Variable>> RunForClient(
-      Session& session, const OpContext& op,
-      const std::vector<std::shared_ptr<AutogradMeta>>& autograd, bool no_grad);
+  using Reply = absl::AnyInvocable<void(const CommandResult&)>;
+  // The unary path: decodes nothing itself. Finds the caller's session,
+  // enqueues `command` on its stream, and when a worker has run it, calls
+  // `reply` with the result and finishes the call with the status.
+  grpc::ServerUnaryReactor* Submit(grpc::CallbackServerContext* context,
+                                   absl::StatusOr<CommandBody> command, Reply reply);
 
   const std::shared_ptr<MemoryBudget> budget_;
   SessionRegistry* const sessions_;
   const std::shared_ptr<const TokenAuthenticator> auth_;
   ServerMetrics* const metrics_;
+  mutable absl::Mutex mu_;
+  bool draining_ ABSL_GUARDED_BY(mu_) = false;
+  absl::flat_hash_map<const Drainable*, std::shared_ptr<Drainable>> streams_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace tensord

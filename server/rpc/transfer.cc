@@ -2,8 +2,10 @@
 #include <algorithm>
 #include <exception>
 #include <optional>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "common/status_macros.h"
 #include "rpc/chunk_codec.h"
 #include "rpc/proto_convert.h"
@@ -147,10 +149,17 @@ class UploadReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
 // Streams a header, then the tensor's storage span in kDownloadChunkBytes
 // frames that reference the storage (no copy). One write is in flight at a
 // time, which is gRPC's flow control: a slow client slows the server.
+//
+// A request with `after_command` waits until the session's stream has run
+// that command (exec::Stream::WhenReached) before it looks the tensor up.
+// While it waits, the reactor is reachable from the waiter through a gate;
+// whoever takes it from the gate first (the waiter, or OnCancel) is the one
+// that goes on, so the reactor is finished exactly once.
 class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   DownloadReactor(TensordService* service, grpc::CallbackServerContext* context,
-                  const grpc::ByteBuffer* request) {
+                  const grpc::ByteBuffer* request)
+      : metrics_(&service->metrics()) {
     absl::Status status = Start(service, context, *request);
     if (!status.ok()) Finish(ToGrpcStatus(status));
   }
@@ -171,26 +180,56 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
     StartWrite(&frame_);
   }
 
+  void OnCancel() override {
+    // Only a download still waiting for its command is finished here; one
+    // that writes learns of the cancellation from OnWriteDone.
+    if (gate_ != nullptr && gate_->Take() != nullptr) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "download: cancelled while waiting"));
+    }
+  }
+
   void OnDone() override { delete this; }
 
  private:
+  struct Gate {
+    absl::Mutex mu;
+    DownloadReactor* reactor ABSL_GUARDED_BY(mu);
+    DownloadReactor* Take() {
+      absl::MutexLock lock(&mu);
+      return std::exchange(reactor, nullptr);
+    }
+  };
+
   absl::Status Start(TensordService* service, grpc::CallbackServerContext* context,
                      const grpc::ByteBuffer& request_bytes) {
-    ASSIGN_OR_RETURN(std::shared_ptr<Session> session, service->SessionFor(context));
-    v1::DownloadRequest request;
-    RETURN_IF_ERROR(DecodeMessage(request_bytes, &request));
-    ASSIGN_OR_RETURN(Tensor tensor, session->Get(request.handle()));
-    metrics_ = &service->metrics();
-    if (request.chunk_bytes() > 0) {
-      chunk_bytes_ = std::clamp(request.chunk_bytes(), kMinDownloadChunkBytes,
+    ASSIGN_OR_RETURN(session_, service->SessionFor(context));
+    RETURN_IF_ERROR(DecodeMessage(request_bytes, &request_));
+    if (request_.chunk_bytes() > 0) {
+      chunk_bytes_ = std::clamp(request_.chunk_bytes(), kMinDownloadChunkBytes,
                                 kMaxDownloadChunkBytes);
     }
+    if (request_.after_command() == 0) return Begin();
+    gate_ = std::make_shared<Gate>();
+    gate_->reactor = this;
+    session_->stream()->WhenReached(
+        request_.after_command(), [gate = gate_](const absl::Status& status) {
+          DownloadReactor* reactor = gate->Take();
+          if (reactor == nullptr) return;  // cancelled meanwhile
+          absl::Status begun = status.ok() ? reactor->Begin() : status;
+          if (!begun.ok()) reactor->Finish(ToGrpcStatus(begun));
+        });
+    return absl::OkStatus();
+  }
+
+  // Looks the tensor up and writes the header.
+  absl::Status Begin() {
+    ASSIGN_OR_RETURN(Tensor tensor, session_->Get(request_.handle()));
     // Strides are non-negative, so element [0,...,0] starts the span.
     span_start_ = tensor.data();
     span_bytes_ = tensor.span_elements() * tensor.itemsize();
     v1::DownloadResponse response;
     v1::DownloadHeader* header = response.mutable_header();
-    FillMeta(request.handle(), tensor, header->mutable_meta());
+    FillMeta(request_.handle(), tensor, header->mutable_meta());
     header->mutable_strides()->Assign(tensor.strides().begin(), tensor.strides().end());
     header->set_offset(0);
     header->set_span_nbytes(span_bytes_);
@@ -200,12 +239,15 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
     return absl::OkStatus();
   }
 
+  ServerMetrics* const metrics_;
+  std::shared_ptr<Session> session_;
+  v1::DownloadRequest request_;
+  std::shared_ptr<Gate> gate_;    // set while the download waits for a command
   std::optional<Tensor> tensor_;  // keeps the storage alive for the whole call
   const std::byte* span_start_ = nullptr;
   int64_t span_bytes_ = 0;
   int64_t sent_ = 0;
   int64_t chunk_bytes_ = kDownloadChunkBytes;
-  ServerMetrics* metrics_ = nullptr;
   grpc::ByteBuffer frame_;
 };
 

@@ -5,6 +5,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "core/create.h"
 
 namespace tensord {
@@ -35,6 +36,51 @@ absl::StatusOr<std::string> Session::Put(Variable variable) {
   }
   tensors_.emplace(handle, std::move(variable));
   return handle;
+}
+
+absl::Status Session::CheckNewHandle(const std::string& handle) const {
+  if (handle.empty() || handle.size() > kMaxHandleBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "a handle must have 1 to ", kMaxHandleBytes, " bytes, got ", handle.size()));
+  }
+  if (tensors_.contains(handle) || optimizers_.contains(handle)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("handle '", handle, "' is already in use in this session"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Session::CheckNewHandles(const std::vector<std::string>& handles) const {
+  absl::MutexLock lock(&mu_);
+  if (closed_) {
+    return absl::FailedPreconditionError(absl::StrCat("session ", id_, " is closed"));
+  }
+  for (size_t i = 0; i < handles.size(); ++i) {
+    RETURN_IF_ERROR(CheckNewHandle(handles[i]));
+    for (size_t j = 0; j < i; ++j) {
+      if (handles[j] == handles[i]) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("handle '", handles[i], "' is named twice for one command's outputs"));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Session::PutAs(const std::vector<std::string>& handles,
+                            std::vector<Variable> variables) {
+  RETURN_IF_ERROR(CheckNewHandles(handles));
+  absl::MutexLock lock(&mu_);
+  // Checked again under this lock: only one command of a session runs at a
+  // time, but the unary Free and Close are not commands.
+  if (closed_) {
+    return absl::FailedPreconditionError(absl::StrCat("session ", id_, " is closed"));
+  }
+  for (const std::string& handle : handles) RETURN_IF_ERROR(CheckNewHandle(handle));
+  for (size_t i = 0; i < handles.size(); ++i) {
+    tensors_.emplace(handles[i], std::move(variables[i]));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<Tensor> Session::Get(const std::string& handle) const {
@@ -69,6 +115,17 @@ absl::StatusOr<std::string> Session::PutOptimizer(std::shared_ptr<ParamOptimizer
   }
   optimizers_.emplace(id, std::move(optimizer));
   return id;
+}
+
+absl::Status Session::PutOptimizerAs(const std::string& id,
+                                     std::shared_ptr<ParamOptimizer> optimizer) {
+  absl::MutexLock lock(&mu_);
+  if (closed_) {
+    return absl::FailedPreconditionError(absl::StrCat("session ", id_, " is closed"));
+  }
+  RETURN_IF_ERROR(CheckNewHandle(id));
+  optimizers_.emplace(id, std::move(optimizer));
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::shared_ptr<ParamOptimizer>> Session::GetOptimizer(
@@ -107,6 +164,24 @@ absl::StatusOr<int64_t> Session::Free(const std::vector<std::string>& handles) {
   return static_cast<int64_t>(dropped.size() + dropped_optimizers.size());
 }
 
+int64_t Session::Release(const std::vector<std::string>& handles) {
+  std::vector<Variable> dropped;  // destroyed after the lock, as in Free
+  std::vector<std::shared_ptr<ParamOptimizer>> dropped_optimizers;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const std::string& handle : handles) {
+      if (auto it = tensors_.find(handle); it != tensors_.end()) {
+        dropped.push_back(std::move(it->second));
+        tensors_.erase(it);
+      } else if (auto opt = optimizers_.find(handle); opt != optimizers_.end()) {
+        dropped_optimizers.push_back(std::move(opt->second));
+        optimizers_.erase(opt);
+      }
+    }
+  }
+  return static_cast<int64_t>(dropped.size() + dropped_optimizers.size());
+}
+
 std::vector<std::pair<std::string, Variable>> Session::List() const {
   absl::MutexLock lock(&mu_);
   return {tensors_.begin(), tensors_.end()};
@@ -128,7 +203,11 @@ int64_t Session::size() const {
   return static_cast<int64_t>(tensors_.size());
 }
 
-int64_t Session::Close() {
+int64_t Session::Close(const absl::Status& reason) {
+  // The stream first: its queued commands are dropped before the tensors
+  // they name, and a command running now finds the session closed when it
+  // registers its outputs.
+  if (stream_ != nullptr) stream_->Close(reason);
   absl::flat_hash_map<std::string, Variable> dropped;
   absl::flat_hash_map<std::string, std::shared_ptr<ParamOptimizer>> dropped_optimizers;
   {
@@ -138,6 +217,23 @@ int64_t Session::Close() {
     dropped_optimizers.swap(optimizers_);
   }
   return static_cast<int64_t>(dropped.size());
+}
+
+bool Session::closed() const {
+  absl::MutexLock lock(&mu_);
+  return closed_;
+}
+
+bool Session::AttachExecuteStream() {
+  absl::MutexLock lock(&mu_);
+  if (execute_attached_) return false;
+  execute_attached_ = true;
+  return true;
+}
+
+void Session::DetachExecuteStream() {
+  absl::MutexLock lock(&mu_);
+  execute_attached_ = false;
 }
 
 void Session::ManualSeed(uint64_t seed) {
@@ -154,7 +250,9 @@ uint64_t Session::NextSeed() {
 }
 
 std::shared_ptr<Session> SessionRegistry::Open(std::string client_name) {
-  auto session = std::make_shared<Session>(NewRandomId(), std::move(client_name));
+  auto session = std::make_shared<Session>(
+      NewRandomId(), std::move(client_name),
+      scheduler_ != nullptr ? scheduler_->NewStream() : nullptr, budget_);
   absl::MutexLock lock(&mu_);
   sessions_.emplace(session->id(), Entry{session, Clock::now() + lease_});
   return session;
@@ -171,7 +269,8 @@ absl::StatusOr<std::shared_ptr<Session>> SessionRegistry::Find(const std::string
   return it->second.session;
 }
 
-absl::StatusOr<int64_t> SessionRegistry::Close(const std::string& id) {
+absl::StatusOr<int64_t> SessionRegistry::Close(const std::string& id,
+                                               const absl::Status& reason) {
   std::shared_ptr<Session> session;
   {
     absl::MutexLock lock(&mu_);
@@ -182,7 +281,7 @@ absl::StatusOr<int64_t> SessionRegistry::Close(const std::string& id) {
     session = std::move(it->second.session);
     sessions_.erase(it);
   }
-  return session->Close();
+  return session->Close(reason);
 }
 
 std::vector<std::string> SessionRegistry::CloseExpired(Clock::time_point now) {
@@ -200,10 +299,21 @@ std::vector<std::string> SessionRegistry::CloseExpired(Clock::time_point now) {
   }
   std::vector<std::string> ids;
   for (const auto& session : expired) {
-    session->Close();
+    session->Close(absl::NotFoundError(absl::StrCat(
+        "session ", session->id().substr(0, 8), "... expired: no call or keep-alive for the lease")));
     ids.push_back(session->id());
   }
   return ids;
+}
+
+int64_t SessionRegistry::CloseAll(const absl::Status& reason) {
+  absl::flat_hash_map<std::string, Entry> all;
+  {
+    absl::MutexLock lock(&mu_);
+    all.swap(sessions_);
+  }
+  for (auto& [id, entry] : all) entry.session->Close(reason);
+  return static_cast<int64_t>(all.size());
 }
 
 SessionRegistry::Totals SessionRegistry::CountTensors() const {

@@ -46,7 +46,7 @@ def _tensor(value: Any, fn: str, name: str) -> Tensor:
 
 def _op(name: str, input: Tensor, *args: Any, **attrs: Any) -> Tensor:
     """Runs server op `name` on `input` (which names the client) and returns its one output."""
-    return _tensor(input, name, "input")._client._op(name, input, *args, **attrs)[0]
+    return _tensor(input, name, "input")._op(name, input, *args, **attrs)[0]
 
 
 def check_reduction(reduction: Any) -> str:

@@ -319,14 +319,15 @@ class Module:
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clears every parameter's grad: to None (default), or to zeros.
 
-        One ZeroGrad RPC per client holding parameters (normally one).
+        One command per client holding parameters (normally one).
         """
-        by_client: dict[int, tuple[Any, list[str]]] = {}
+        by_client: dict[int, tuple[Any, list[Tensor]]] = {}
         for param in self.parameters():
             client = param._client
-            by_client.setdefault(id(client), (client, []))[1].append(param._live_handle())
-        for client, handles in by_client.values():
-            client._session.call("ZeroGrad", pb.ZeroGradRequest(handles=handles, set_to_none=bool(set_to_none)))
+            by_client.setdefault(id(client), (client, []))[1].append(param)
+        for client, params in by_client.values():
+            request = pb.ZeroGradRequest(handles=[p._live_handle() for p in params], set_to_none=bool(set_to_none))
+            client._executor.command(client, "zero_grad", pb.Command(zero_grad=request), params)
 
     # ---- state --------------------------------------------------------------
 

@@ -24,12 +24,11 @@ class Parameter(Tensor):
         if not isinstance(data, Tensor):
             raise TypeError(f"Parameter expects a tensord.Tensor, got {type(data).__name__}")
         leaf = data.detach()  # a new handle over the same storage, without history
-        if requires_grad:  # a detached tensor does not require grad: only this case needs the RPC
+        if requires_grad:  # a detached tensor does not require grad: only this case needs a command
             leaf.requires_grad_(True)
         # Adopt the handle: `leaf` must not free it when it is collected.
-        leaf._finalizer.detach()
         param = Tensor.__new__(cls)
-        Tensor.__init__(param, leaf._client, leaf._meta)
+        Tensor.__init__(param, leaf._client, *leaf._adopt())
         return param
 
     def __init__(self, data: Tensor, requires_grad: bool = True) -> None:

@@ -1,12 +1,14 @@
 """`Optimizer`: the base of tensord's optimizers, with torch.optim's interface.
 
 The optimizer and its state (momentum buffers, Adam moments, step counts)
-live on the server, created by one CreateOptimizer RPC; this object holds
-its id and `param_groups`, a list of dicts exactly like torch's. `step()`
-is one Step RPC that sends every group's current options, so changing
-`optimizer.param_groups[0]["lr"]` (an LR schedule) takes effect at the next
-step. `zero_grad()` is one ZeroGrad RPC. The server-side optimizer is freed
-when this object is garbage-collected (or its session closes).
+live on the server, created by one create_optimizer command; this object
+holds its id and `param_groups`, a list of dicts exactly like torch's.
+`step()` is one command that sends every group's current options, so
+changing `optimizer.param_groups[0]["lr"]` (an LR schedule) takes effect at
+the next step. `zero_grad()` is one command. Like every op they are
+pipelined: a failure is raised at the next sync point. The server-side
+optimizer is freed when this object is garbage-collected (or its session
+closes).
 
 Options are checked here, with torch's messages, before anything is sent;
 the server checks them again.
@@ -74,11 +76,12 @@ class Optimizer:
     # ---- the torch.optim interface ------------------------------------------
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        """Clears the grads of every parameter: to None (default) or to zeros. One RPC."""
-        self._session().call("ZeroGrad", pb.ZeroGradRequest(optimizer=self._id, set_to_none=bool(set_to_none)))
+        """Clears the grads of every parameter: to None (default) or to zeros. One command."""
+        request = pb.ZeroGradRequest(optimizer=self._id, set_to_none=bool(set_to_none))
+        self._issue("zero_grad", pb.Command(zero_grad=request))
 
     def step(self, closure: Optional[Callable[[], Any]] = None) -> Any:
-        """One update of every parameter that has a grad, with the groups' current options. One RPC.
+        """One update of every parameter that has a grad, with the groups' current options. One command.
 
         `closure`, if given, is called first, with grad mode on (it should
         recompute the loss and its gradients), and its result is returned, as in torch.
@@ -90,7 +93,7 @@ class Optimizer:
         for group in self.param_groups:
             self._check_options(group)
         request = pb.StepRequest(optimizer=self._id, groups=[self._options(g) for g in self.param_groups])
-        self._session().call("Step", request)
+        self._issue("step", pb.Command(step=request))
         self._stepped = True
         return loss
 
@@ -156,7 +159,7 @@ class Optimizer:
         for p in params:
             if not isinstance(p, Tensor):
                 raise TypeError(f"optimizer can only optimize Tensors, but one of the params is {type(p).__name__}")
-            if p._meta.grad_fn:
+            if not p.is_leaf:
                 raise ValueError("can't optimize a non-leaf Tensor")
             if self._client is None:
                 self._client = p._client
@@ -193,16 +196,22 @@ class Optimizer:
             pb.ParamGroup(params=[p._live_handle() for p in g["params"]], options=self._options(g))
             for g in self.param_groups
         ]
-        response = self._client._session.call("CreateOptimizer", pb.CreateOptimizerRequest(kind=self._kind, groups=groups))
+        executor = self._client._executor
+        optimizer_id = executor.new_handle()
+        command = pb.Command(
+            create_optimizer=pb.CreateOptimizerRequest(kind=self._kind, groups=groups), outputs=[optimizer_id]
+        )
+        params = [p for g in self.param_groups for p in g["params"]]
+        executor.command(self._client, "create_optimizer", command, params)
         if self._id:
             self._finalizer()  # frees the optimizer this one replaces
-        self._id = response.optimizer
-        self._finalizer = weakref.finalize(self, self._client._session.enqueue_free, self._id)
+        self._id = optimizer_id
+        self._finalizer = weakref.finalize(self, executor.release, self._id)
         self._finalizer.atexit = False  # at exit the session close frees everything
 
-    def _session(self) -> Any:
+    def _issue(self, name: str, command: pb.Command) -> None:
         assert self._client is not None
-        return self._client._session
+        self._client._executor.command(self._client, name, command)
 
 
 def check_number(value: Any, name: str, what: str, upper: Optional[float] = None) -> float:

@@ -8,10 +8,11 @@
 // 2^n like PyTorch's, float16/bfloat16 accumulate in float, complex in its
 // own type).
 //
-// Thread-safety: reentrant. BLAS calls from concurrent requests take turns on
-// OpenBLAS's one thread pool (one thread per core, its default; see
-// blas_mutex in matmul.cc), so N gRPC handlers running matmul at once keep
-// at most that pool busy, plus N - 1 callers blocked, not N pools.
+// Thread-safety: reentrant. OpenBLAS runs single-threaded on the calling
+// thread, and products larger than a tile (about 2^27 flops) are split
+// into tiles run by exec::ParallelFor on the caller's scheduler's idle
+// workers, so two sessions' matmuls run side by side and neither holds the
+// machine longer than a tile at a time (see matmul.cc).
 #pragma once
 
 #include "absl/status/status.h"

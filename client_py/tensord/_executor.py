@@ -1,0 +1,485 @@
+"""The one place commands are submitted: ids, pipelining, sync points, errors, blocking mode.
+
+Every operation that is not a bulk transfer (ops, views, copies, factories,
+autograd, optimizers, frees) is a *command* on the session's Execute stream
+(see the proto). `Tensor`, `nn` and `optim` go through an `Executor` and
+nowhere else.
+
+Pipelining. `submit` gives the command the next id, names handles for its
+outputs itself, and queues it; it returns at once with a `Command` record.
+A sender (grpcio's request thread, driving `_requests`) batches whatever is
+queued into one message; a reader thread takes the replies and records, per
+command, its result (the outputs' metadata) or its failure, and advances
+`completed`: every command with an id up to it has run on the server, in
+issue order. A Tensor whose metadata has not arrived waits for its own
+command only when something reads the metadata (`t.shape`).
+
+Sync points are the places that read data (`numpy()`, `item()`, `tolist()`,
+`bool()`), `synchronize()`, and closing the client. They raise the first
+failure not raised yet, with the op's name, the server's message and the
+file and line that issued the op. A failure is raised once; after that the
+session goes on. A tensor whose command failed (or that depends on one)
+raises that failure every time it is touched.
+
+Blocking mode (`connect(blocking=True)` or TENSORD_BLOCKING=1) waits for
+every command's reply and raises its failure at the call, like
+CUDA_LAUNCH_BLOCKING.
+
+Frees: a Tensor's finalizer only puts its handle on the send queue
+(`SimpleQueue.put`, which is reentrant), behind every command that used it;
+the sender folds runs of them into one `release` command. No RPC is ever
+issued from a finalizer.
+
+Thread-safety: all methods may be called from any thread. Ids are taken and
+queued under `_submit_lock`, so ids and queue order agree; the reader is the
+only writer of results; `_cond` guards `completed`, the unraised failures
+and the stream's end.
+"""
+from __future__ import annotations
+
+import collections
+import operator
+import os
+import queue
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
+
+import grpc
+import numpy as np
+
+from tensord import _layout, _wire, autograd
+from tensord.errors import (
+    DeadlineExceededError,
+    Error,
+    FailedPreconditionError,
+    NotFoundError,
+    UnavailableError,
+    error_class,
+    from_rpc_error,
+)
+from tensord.tensor import Tensor
+from tensord.v1 import tensord_pb2 as pb
+
+if TYPE_CHECKING:
+    from tensord._session import Session
+    from tensord.client import Client
+
+#: Commands the client keeps in flight before `submit` waits for replies:
+#: plenty to cover a round trip at any rate, and a bound on what a flooding
+#: program holds on both sides (the server reads at most 1024 ahead).
+MAX_IN_FLIGHT = 4096
+_MAX_BATCH = 1024  # commands per ExecuteRequest (the server takes up to 4096)
+_END = object()  # ends the request stream (close)
+_COMMAND_TAG = b"\x0a"  # ExecuteRequest.commands: field 1, length-delimited
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def _issuer() -> tuple[str, int]:
+    """The file and line of the first frame outside this package: the user's call."""
+    f: Any = sys._getframe(2)
+    while f is not None and f.f_code.co_filename.startswith(_PACKAGE_DIR):
+        f = f.f_back
+    if f is None:
+        return ("<unknown>", 0)
+    return (f.f_code.co_filename, f.f_lineno)
+
+
+class Failure:
+    """Why a command did not run: its status, its op and where the user issued it."""
+
+    __slots__ = ("code", "message", "op", "where", "command_id")
+
+    def __init__(self, code: grpc.StatusCode, message: str, op: str, where: tuple[str, int], command_id: int):
+        self.code = code
+        self.message = message
+        self.op = op
+        self.where = where
+        self.command_id = command_id
+
+    def error(self, dependent: bool = False) -> Error:
+        """A fresh exception for this failure (`dependent`: raised for a tensor built on it)."""
+        file, line = self.where
+        text = f"{self.message} (op '{self.op}' issued at {file}:{line})"
+        if dependent:
+            text = f"this tensor depends on a failed op: {text}"
+        err = error_class(self.code)(text, self.code)
+        err.op = self.op
+        err.where = self.where
+        return err
+
+
+class Command:
+    """One submitted command: filled in by the reader thread when its reply arrives."""
+
+    __slots__ = ("id", "op", "where", "inputs", "result", "failure")
+
+    def __init__(self, op: str, where: tuple[str, int], inputs: Optional[list["Command"]]) -> None:
+        self.id = 0
+        self.op = op
+        self.where = where
+        self.inputs = inputs  # commands it depends on that had not run when it was issued
+        self.result: Optional[pb.CommandResult] = None  # set when the reply describes tensors
+        self.failure: Optional[Failure] = None
+
+
+def _frame(command: pb.Command) -> bytes:
+    data = command.SerializeToString()
+    return b"".join((_COMMAND_TAG, _wire.encode_varint(len(data)), data))
+
+
+def _release_frame(handles: list[str]) -> bytes:
+    return _frame(pb.Command(release=pb.ReleaseRequest(handles=handles)))
+
+
+class Executor:
+    """Submits a session's commands over its Execute stream (see the module docstring)."""
+
+    def __init__(self, session: "Session", *, blocking: bool, chunk_bytes: int) -> None:
+        self.blocking = blocking
+        self.chunk_bytes = chunk_bytes
+        self._session = session
+        self._timeout = session.timeout
+        self._queue: "queue.SimpleQueue[Any]" = queue.SimpleQueue()
+        self._submit_lock = threading.Lock()
+        self._last_id = 0
+        self._handles = iter(range(1, sys.maxsize))  # next() is atomic under the GIL
+        self._pending: dict[int, Command] = {}
+        self._cond = threading.Condition(threading.Lock())
+        self._completed = 0
+        self._ended: Optional[Error] = None  # set once the stream is over: why
+        self._closing = False
+        self._unraised: "collections.deque[Failure]" = collections.deque()
+        self._call = session.execute(self._requests())
+        self._reader = threading.Thread(
+            target=self._read, name=f"tensord-replies-{session.session_id[:8]}", daemon=True
+        )
+        self._reader.start()
+
+    # ---- submitting -----------------------------------------------------------
+
+    def new_handle(self) -> str:
+        """A fresh handle for a command's output (unique in this session)."""
+        return f"t{next(self._handles)}"
+
+    def submit(self, op: str, command: pb.Command, inputs: Optional[list[Command]] = None) -> Command:
+        """Queues `command` (its outputs already named) and returns its record.
+
+        `op` names it in errors; `inputs` are the records of commands whose
+        outputs it reads and that had not run yet (for error attribution).
+        Blocking mode waits for it and raises its failure.
+        """
+        record = Command(op, _issuer(), inputs)
+        if self._last_id - self._completed >= MAX_IN_FLIGHT:
+            self._wait(self._last_id - MAX_IN_FLIGHT + 1)
+        with self._submit_lock:
+            if self._closing:
+                raise FailedPreconditionError(f"tensord: the client for {self._session.target} is closed")
+            if self._ended is not None:
+                raise self._ended_error()
+            self._last_id += 1
+            record.id = command.id = self._last_id
+            self._pending[record.id] = record
+            self._queue.put(_frame(command))
+        if self.blocking:
+            self.wait_for(record)
+            if record.failure is not None:
+                self._take(record.failure)
+                raise record.failure.error()
+        return record
+
+    def release(self, handle: str) -> None:
+        """Frees `handle` on the server after every command queued before. Finalizer-safe."""
+        if self._ended is None:
+            self._queue.put(handle)
+
+    # ---- what Tensor, nn and optim call ---------------------------------------
+
+    def op(self, client: "Client", name: str, args: Sequence[Any], attrs: dict[str, Any], nout: int) -> list[Tensor]:
+        """Issues server op `name` on tensors/numbers `args` with named `attrs` (None: omitted).
+
+        Returns its `nout` outputs (two for max/min with a dim, none for in-place ops).
+        """
+        command = pb.Command()
+        request = command.op
+        request.op = name
+        if not autograd.is_grad_enabled():
+            request.no_grad = True
+        inputs: list[Command] = []
+        for arg in args:
+            if isinstance(arg, Tensor):
+                request.args.add(handle=self._operand(client, arg, name, inputs))
+            else:
+                request.args.add(scalar=_wire.scalar(arg))
+        for key, value in attrs.items():
+            if value is None:
+                continue
+            if isinstance(value, str):
+                request.attrs[key].text = value
+            elif isinstance(value, (list, tuple)):
+                request.attrs[key].ints.values.extend(operator.index(v) for v in value)
+            else:
+                request.attrs[key].scalar.CopyFrom(_wire.scalar(value))
+        return self._outputs(client, name, command, inputs, nout)
+
+    def command(
+        self, client: "Client", name: str, command: pb.Command, operands: Sequence[Tensor] = (), nout: int = 0
+    ) -> list[Tensor]:
+        """Issues `command` (named `name` in errors), which reads `operands` and makes `nout` tensors."""
+        inputs: list[Command] = []
+        for tensor in operands:
+            self._operand(client, tensor, name, inputs)
+        return self._outputs(client, name, command, inputs, nout)
+
+    def modify(self, tensor: Tensor, name: str, command: pb.Command) -> None:
+        """Issues a command whose reply describes `tensor` anew (requires_grad_, retain_grad)."""
+        inputs: list[Command] = []
+        self._operand(tensor._client, tensor, name, inputs)
+        tensor._src = self.submit(name, command, inputs)
+        tensor._out = 0
+
+    def get_grad(self, tensor: Tensor) -> Optional[Tensor]:
+        """`tensor.grad`: waits for the ops before it, then a Tensor or None."""
+        handle = self.new_handle()
+        command = pb.Command(get_grad=pb.TensorRef(handle=tensor._live_handle()), outputs=[handle])
+        inputs: list[Command] = []
+        self._operand(tensor._client, tensor, "grad", inputs)
+        record = self.submit("grad", command, inputs)
+        self.wait_for(record)
+        self.raise_for(record)
+        if record.result is None or not record.result.outputs:
+            return None
+        return Tensor(tensor._client, handle, record.result.outputs[0])
+
+    def download(self, tensor: Tensor) -> np.ndarray:
+        """`tensor.numpy()`: a sync point (see the module docstring)."""
+        handle = tensor._live_handle()
+        source = tensor._src if tensor._meta is None else None
+        if source is not None and source.failure is not None:
+            self.raise_for(source)
+        after = self._last_id
+        try:
+            array = self._download(handle, after)
+        except Error:
+            if after > self._completed and self._ended is None:
+                self._wait(after)
+            self.raise_for(source)  # the tensor was never made: say why
+            raise
+        self._wait(after)
+        self.raise_for(source)
+        self.raise_pending()
+        return array
+
+    def _download(self, handle: str, after: int) -> np.ndarray:
+        buffers: list[_layout.DownloadBuffer] = []
+
+        def allocate(header: pb.DownloadHeader) -> memoryview:
+            buffers.append(_layout.DownloadBuffer(header))
+            return buffers[0].span
+
+        self._session.download(handle, self.chunk_bytes, allocate, after)
+        return buffers[0].array()
+
+    def _operand(self, client: "Client", tensor: Tensor, name: str, inputs: list[Command]) -> str:
+        """`tensor`'s handle as an operand of op `name`; records a producer that has not run."""
+        if tensor._client is not client:
+            raise ValueError(f"{name}: a tensor of another client cannot be an operand")
+        handle = tensor._live_handle()
+        source = tensor._src
+        if source is not None:
+            if source.failure is not None:
+                if tensor._meta is None:  # it was never made
+                    self.raise_for(source)
+            elif source.id > self._completed:
+                inputs.append(source)
+        return handle
+
+    def _outputs(self, client: "Client", name: str, command: pb.Command, inputs: list[Command], nout: int) -> list[Tensor]:
+        handles = [self.new_handle() for _ in range(nout)]
+        if handles:
+            command.outputs.extend(handles)
+        record = self.submit(name, command, inputs or None)
+        return [Tensor(client, handle, None, record, i) for i, handle in enumerate(handles)]
+
+    # ---- waiting and errors ---------------------------------------------------
+
+    @property
+    def last_id(self) -> int:
+        """The id of the last command submitted (0 before any)."""
+        return self._last_id
+
+    def wait_for(self, record: Command) -> None:
+        """Waits until `record` has run (or failed) on the server."""
+        if record.id > self._completed:
+            self._wait(record.id)
+
+    def synchronize(self, raise_failures: bool = True) -> None:
+        """Waits for everything submitted so far (frees included) to run; raises the first
+        failure not raised yet unless `raise_failures` is false."""
+        record = self.submit("synchronize", pb.Command(sync=pb.SyncRequest()))
+        self.wait_for(record)
+        if raise_failures:
+            self.raise_pending()
+
+    def raise_pending(self) -> None:
+        """Raises the oldest failure not raised yet, if any (it then counts as raised)."""
+        with self._cond:
+            failure = self._unraised.popleft() if self._unraised else None
+        if failure is not None:
+            raise failure.error()
+
+    def raise_for(self, record: Optional[Command]) -> None:
+        """Raises `record`'s failure (a tensor's producer): the failure itself, or for a
+        command that failed because an input had, that input's failure."""
+        if record is None or record.failure is None:
+            return
+        failure = record.failure
+        self._take(failure)
+        raise failure.error(dependent=failure.command_id != record.id)
+
+    def _take(self, failure: Failure) -> None:
+        """Marks `failure` raised: the next sync point will not raise it again."""
+        with self._cond:
+            try:
+                self._unraised.remove(failure)
+            except ValueError:
+                pass
+
+    def _wait(self, command_id: int) -> None:
+        deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        with self._cond:
+            while self._completed < command_id:
+                if self._ended is not None:
+                    raise self._ended_error()
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise DeadlineExceededError(
+                        f"waited {self._timeout} s for command {command_id} to run "
+                        f"({command_id - self._completed} still ahead of it on the server)"
+                    )
+                self._cond.wait(remaining)
+
+    def _ended_error(self) -> Error:
+        err = self._ended
+        assert err is not None
+        return type(err)(err.details, err.code)
+
+    # ---- the stream -----------------------------------------------------------
+
+    def _requests(self) -> Iterator[bytes]:
+        """The request stream: each message is everything queued since the last one."""
+        get = self._queue.get
+        get_nowait = self._queue.get_nowait
+        while True:
+            item = get()
+            parts: list[bytes] = []
+            frees: list[str] = []
+            count = 0
+            while True:
+                if item is _END:
+                    if frees:
+                        parts.append(_release_frame(frees))
+                    if parts:
+                        yield b"".join(parts)
+                    return
+                if type(item) is str:
+                    frees.append(item)
+                else:
+                    if frees:
+                        parts.append(_release_frame(frees))
+                        frees = []
+                    parts.append(item)
+                    count += 1
+                if count >= _MAX_BATCH or len(frees) >= _MAX_BATCH:
+                    break
+                try:
+                    item = get_nowait()
+                except queue.Empty:
+                    break
+            if frees:
+                parts.append(_release_frame(frees))
+            yield b"".join(parts)
+
+    def _read(self) -> None:
+        pending = self._pending
+        ended: Error
+        try:
+            for response in self._call:
+                for result in response.results:
+                    record = pending.get(result.id)
+                    if record is None:
+                        continue
+                    if result.code:
+                        record.failure = self._failure(record, result)
+                    else:
+                        record.result = result
+                completed = response.completed
+                for command_id in range(self._completed + 1, completed + 1):
+                    record = pending.pop(command_id, None)
+                    if record is not None:
+                        record.inputs = None
+                with self._cond:
+                    self._completed = max(self._completed, completed)
+                    self._cond.notify_all()
+            ended = UnavailableError("the execution stream ended")
+        except grpc.RpcError as e:
+            ended = from_rpc_error(e)
+            if self._closing and ended.code == grpc.StatusCode.CANCELLED:
+                ended = UnavailableError("the client is closed")
+        except Exception as e:  # never leave waiters hanging
+            ended = Error(f"the reply reader failed: {e!r}")
+        self._end(ended)
+
+    def _failure(self, record: Command, result: pb.CommandResult) -> Failure:
+        # A command that failed because an input's command had failed carries
+        # that failure: it is the one the user needs to see.
+        for source in record.inputs or ():
+            if source.failure is not None:
+                return source.failure
+        failure = Failure(_status_code(result.code), result.message, record.op, record.where, record.id)
+        with self._cond:
+            self._unraised.append(failure)
+        return failure
+
+    def _end(self, reason: Error) -> None:
+        """The stream is over: commands that never got a reply fail with `reason`."""
+        with self._cond:
+            self._ended = reason
+            self._cond.notify_all()
+        self._queue.put(_END)  # lets grpcio's sending thread leave `_requests`
+        for record in list(self._pending.values()):
+            if record.failure is None and record.id > self._completed:
+                record.failure = Failure(reason.code, reason.details, record.op, record.where, record.id)
+                if not self._closing:
+                    with self._cond:
+                        self._unraised.append(record.failure)
+
+    def close(self, timeout: Optional[float]) -> Optional[Failure]:
+        """Ends the stream after what is queued (waiting up to `timeout` seconds for it to run).
+
+        Returns the oldest failure not raised yet, for the caller to raise
+        once the session is closed.
+        """
+        with self._submit_lock:
+            if self._closing:
+                return None
+            self._closing = True
+            self._queue.put(_END)
+        self._reader.join(timeout)
+        if self._reader.is_alive():
+            self._call.cancel()
+            self._reader.join()
+        with self._cond:
+            return self._unraised.popleft() if self._unraised else None
+
+    @property
+    def ended(self) -> bool:
+        return self._ended is not None
+
+
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def _status_code(value: int) -> grpc.StatusCode:
+    return _CODES.get(value, grpc.StatusCode.UNKNOWN)
