@@ -44,6 +44,7 @@ import queue
 import sys
 import threading
 import time
+import warnings
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional, Sequence
 
 import grpc
@@ -76,14 +77,31 @@ _COMMAND_TAG = b"\x0a"  # ExecuteRequest.commands: field 1, length-delimited
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
-def _issuer() -> tuple[str, int]:
-    """The file and line of the first frame outside this package: the user's call."""
+def _user_frame() -> Any:
+    """The first frame outside this package: the user's call (None if there is none)."""
     f: Any = sys._getframe(2)
     while f is not None and f.f_code.co_filename.startswith(_PACKAGE_DIR):
         f = f.f_back
+    return f
+
+
+def _issuer() -> tuple[str, int]:
+    """The file and line of the user's call."""
+    f = _user_frame()
     if f is None:
         return ("<unknown>", 0)
     return (f.f_code.co_filename, f.f_lineno)
+
+
+class _Check:
+    """A host-side check waiting for the metadata of tensors whose commands have not run."""
+
+    __slots__ = ("sources", "check", "warn")
+
+    def __init__(self, sources: list[tuple[Any, Any, int]], check: Callable[..., None], warn: Callable[..., None]):
+        self.sources = sources  # (meta, command, output) per tensor: one of the first two is set
+        self.check = check
+        self.warn = warn
 
 
 class Failure:
@@ -99,27 +117,31 @@ class Failure:
         self.command_id = command_id
 
     def error(self, dependent: bool = False) -> Error:
-        """A fresh exception for this failure (`dependent`: raised for a tensor built on it)."""
-        file, line = self.where
-        text = f"{self.message} (op '{self.op}' issued at {file}:{line})"
-        if dependent:
-            text = f"this tensor depends on a failed op: {text}"
-        err = error_class(self.code)(text, self.code)
+        """A fresh exception for this failure (`dependent`: raised for a tensor built on it).
+
+        `.details` is the server's message; `str()` adds the op and where it was issued.
+        """
+        err = error_class(self.code)(self.message, self.code)
         err.op = self.op
         err.where = self.where
+        err.dependent = dependent
         return err
 
 
 class Command:
     """One submitted command: filled in by the reader thread when its reply arrives."""
 
-    __slots__ = ("id", "op", "where", "inputs", "result", "failure")
+    __slots__ = ("id", "op", "where", "inputs", "makes", "previous", "result", "failure")
 
     def __init__(self, op: str, where: tuple[str, int], inputs: Optional[list["Command"]]) -> None:
         self.id = 0
         self.op = op
         self.where = where
         self.inputs = inputs  # commands it depends on that had not run when it was issued
+        self.makes = False  # it names output handles: if it fails, they never exist
+        # For a command that changes a tensor's metadata (requires_grad_):
+        # where the metadata came from before, should this one fail.
+        self.previous: Optional[tuple[Command, int]] = None
         self.result: Optional[pb.CommandResult] = None  # set when the reply describes tensors
         self.failure: Optional[Failure] = None
 
@@ -151,6 +173,7 @@ class Executor:
         self._ended: Optional[Error] = None  # set once the stream is over: why
         self._closing = False
         self._unraised: "collections.deque[Failure]" = collections.deque()
+        self._checks: "collections.deque[_Check]" = collections.deque()  # see check_later
         self._call = session.execute(self._requests())
         self._reader = threading.Thread(
             target=self._read, name=f"tensord-replies-{session.session_id[:8]}", daemon=True
@@ -171,6 +194,8 @@ class Executor:
         Blocking mode waits for it and raises its failure.
         """
         record = Command(op, _issuer(), inputs)
+        if self._checks:
+            self._run_checks()
         if self._last_id - self._completed >= MAX_IN_FLIGHT:
             self._wait(self._last_id - MAX_IN_FLIGHT + 1)
         with self._submit_lock:
@@ -188,6 +213,65 @@ class Executor:
                 self._take(record.failure)
                 raise record.failure.error()
         return record
+
+    def check_later(self, tensors: Sequence[Tensor], check: Callable[..., None]) -> None:
+        """Runs `check(warn, *metas)` once the metadata of `tensors` is known, on this thread.
+
+        For checks like torch's that only warn (a broadcast loss): instead of
+        waiting for a reply, the check runs at the first submit or sync
+        point after the reply has arrived. `warn(message)` emits a
+        UserWarning at the user's line that issued the op. Holds no tensor
+        alive. A check whose tensors failed to compute is dropped.
+        """
+        frame = _user_frame()
+        if frame is None:
+            filename, lineno, module_globals = "<unknown>", 0, {}
+        else:
+            filename, lineno, module_globals = frame.f_code.co_filename, frame.f_lineno, frame.f_globals
+
+        def warn(message: str, category: type[Warning] = UserWarning) -> None:
+            warnings.warn_explicit(
+                message,
+                category,
+                filename,
+                lineno,
+                module=module_globals.get("__name__"),
+                registry=module_globals.setdefault("__warningregistry__", {}),
+                module_globals=module_globals,
+            )
+
+        sources = [(t._meta if t._src is None else None, t._src, t._out) for t in tensors]
+        pending = _Check(sources, check, warn)
+        if all(command is None for _, command, _ in sources):
+            self._run_check(pending)
+        else:
+            self._checks.append(pending)
+
+    def _run_checks(self) -> None:
+        """Runs the waiting checks whose commands have all run (oldest first)."""
+        checks = self._checks
+        while checks:
+            pending = checks[0]
+            if any(command is not None and command.id > self._completed for _, command, _ in pending.sources):
+                return
+            try:
+                checks.popleft()
+            except IndexError:
+                return
+            self._run_check(pending)
+
+    @staticmethod
+    def _run_check(pending: _Check) -> None:
+        metas = []
+        for meta, command, out in pending.sources:
+            if command is not None:
+                if command.failure is not None or command.result is None:
+                    if meta is None:
+                        return  # never computed: its failure speaks for it
+                else:
+                    meta = command.result.outputs[out]
+            metas.append(meta)
+        pending.check(pending.warn, *metas)
 
     def release(self, handle: str) -> None:
         """Frees `handle` on the server after every command queued before. Finalizer-safe."""
@@ -233,11 +317,42 @@ class Executor:
         return self._outputs(client, name, command, inputs, nout)
 
     def modify(self, tensor: Tensor, name: str, command: pb.Command) -> None:
-        """Issues a command whose reply describes `tensor` anew (requires_grad_, retain_grad)."""
+        """Issues a command whose reply describes `tensor` anew (requires_grad_, retain_grad).
+
+        If it fails, the tensor keeps the metadata it had (its failure waits
+        for the next sync point like any other).
+        """
         inputs: list[Command] = []
         self._operand(tensor._client, tensor, name, inputs)
-        tensor._src = self.submit(name, command, inputs)
+        previous = (tensor._src, tensor._out) if tensor._src is not None else None
+        record = self.submit(name, command, inputs)
+        record.previous = previous
+        tensor._src = record
         tensor._out = 0
+
+    def metadata(self, tensor: Tensor) -> pb.TensorMeta:
+        """`tensor`'s metadata once the commands that made or changed it have run.
+
+        Raises the failure of the command that made it, if that failed.
+        """
+        source: Optional[Command] = tensor._src
+        out = tensor._out
+        meta = tensor._meta
+        while source is not None:
+            self.wait_for(source)
+            if source.failure is None:
+                if source.result is not None and len(source.result.outputs) > out:
+                    meta = source.result.outputs[out]
+                break
+            if source.previous is not None:  # a change that failed: what it had before
+                source, out = source.previous
+                continue
+            if source.makes:  # the tensor was never made
+                self.raise_for(source)
+            break
+        tensor._meta = meta
+        tensor._src = None
+        return meta  # type: ignore[return-value]
 
     def get_grad(self, tensor: Tensor) -> Optional[Tensor]:
         """`tensor.grad`: waits for the ops before it, then a Tensor or None."""
@@ -255,19 +370,19 @@ class Executor:
     def download(self, tensor: Tensor) -> np.ndarray:
         """`tensor.numpy()`: a sync point (see the module docstring)."""
         handle = tensor._live_handle()
-        source = tensor._src if tensor._meta is None else None
-        if source is not None and source.failure is not None:
-            self.raise_for(source)
-        after = self._last_id
+        after = self.fence()
         try:
             array = self._download(handle, after)
         except Error:
             if after > self._completed and self._ended is None:
                 self._wait(after)
-            self.raise_for(source)  # the tensor was never made: say why
+            if tensor._src is not None:
+                self.metadata(tensor)  # the tensor was never made: raises why
             raise
         self._wait(after)
-        self.raise_for(source)
+        self._run_checks()
+        if tensor._src is not None:
+            self.metadata(tensor)
         self.raise_pending()
         return array
 
@@ -288,11 +403,10 @@ class Executor:
         handle = tensor._live_handle()
         source = tensor._src
         if source is not None:
-            if source.failure is not None:
-                if tensor._meta is None:  # it was never made
-                    self.raise_for(source)
-            elif source.id > self._completed:
+            if source.id > self._completed:
                 inputs.append(source)
+            else:
+                self.metadata(tensor)  # it has run: raises if it never made the tensor
         return handle
 
     def _outputs(self, client: "Client", name: str, command: pb.Command, inputs: list[Command], nout: int) -> list[Tensor]:
@@ -300,14 +414,18 @@ class Executor:
         if handles:
             command.outputs.extend(handles)
         record = self.submit(name, command, inputs or None)
+        if handles:
+            record.makes = True
         return [Tensor(client, handle, None, record, i) for i, handle in enumerate(handles)]
 
     # ---- waiting and errors ---------------------------------------------------
 
-    @property
-    def last_id(self) -> int:
-        """The id of the last command submitted (0 before any)."""
-        return self._last_id
+    def fence(self) -> int:
+        """The id of a new no-op command behind everything queued so far (frees included):
+        an upload or download naming it as `after_command` is ordered after all of it."""
+        if self._last_id == 0 and self._queue.empty():
+            return 0  # nothing was ever issued
+        return self.submit("sync", pb.Command(sync=pb.SyncRequest())).id
 
     def wait_for(self, record: Command) -> None:
         """Waits until `record` has run (or failed) on the server."""
@@ -319,6 +437,7 @@ class Executor:
         failure not raised yet unless `raise_failures` is false."""
         record = self.submit("synchronize", pb.Command(sync=pb.SyncRequest()))
         self.wait_for(record)
+        self._run_checks()
         if raise_failures:
             self.raise_pending()
 
@@ -435,7 +554,7 @@ class Executor:
         # A command that failed because an input's command had failed carries
         # that failure: it is the one the user needs to see.
         for source in record.inputs or ():
-            if source.failure is not None:
+            if source.failure is not None and source.makes:
                 return source.failure
         failure = Failure(_status_code(result.code), result.message, record.op, record.where, record.id)
         with self._cond:

@@ -233,13 +233,17 @@ class Client:
 
         Dense layouts (C or Fortran order, transposes, broadcasts) are sent
         in place and keep their strides on the server; arrays with gaps or
-        negative strides are compacted to C order first.
+        negative strides are compacted to C order first. The bytes are sent
+        before it returns (the array may change afterwards), and the server
+        stores them after the ops issued before have run.
         """
         if not isinstance(a, np.ndarray):
             raise TypeError(f"from_numpy expects a numpy.ndarray, got {type(a).__name__}")
         plan = _layout.plan_upload(a)
+        # Ordered after everything issued before (frees included), like an op.
+        after = self._executor.fence()
         header = pb.UploadRequest(
-            header=pb.UploadHeader(dtype=plan.dtype, shape=plan.shape, strides=plan.strides)
+            header=pb.UploadHeader(dtype=plan.dtype, shape=plan.shape, strides=plan.strides, after_command=after)
         ).SerializeToString()
         meta = self._session.upload(_wire.upload_messages(header, plan.span, self._chunk_bytes))
         return Tensor(self, meta.handle, meta)

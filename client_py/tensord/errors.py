@@ -21,6 +21,8 @@ class Error(Exception):
     code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
     op: str | None = None
     where: tuple[str, int] | None = None
+    #: True when raised for a tensor that was not computed because `op` failed.
+    dependent: bool = False
 
     def __init__(self, details: str, code: grpc.StatusCode | None = None) -> None:
         super().__init__(details)
@@ -29,7 +31,13 @@ class Error(Exception):
             self.code = code
 
     def __str__(self) -> str:
-        return f"{self.code.name}: {self.details}"
+        text = f"{self.code.name}: "
+        if self.dependent:
+            text += "this tensor depends on a failed op: "
+        text += self.details
+        if self.op is not None and self.where is not None:
+            text += f" (op '{self.op}' issued at {self.where[0]}:{self.where[1]})"
+        return text
 
     def __reduce__(self):  # keeps pickling working despite the two-argument __init__
         return (type(self), (self.details, self.code))

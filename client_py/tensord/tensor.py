@@ -74,16 +74,8 @@ class Tensor:
         changed it, the tensor keeps what it had and the failure waits for
         the next sync point.
         """
-        src = self._src
-        if src is not None:
-            executor = self._client._executor
-            executor.wait_for(src)
-            if src.failure is not None:
-                if self._meta is None:
-                    executor.raise_for(src)
-            elif src.result is not None and len(src.result.outputs) > self._out:
-                self._meta = src.result.outputs[self._out]
-            self._src = None
+        if self._src is not None:
+            return self._client._executor.metadata(self)
         return self._meta  # type: ignore[return-value]
 
     @property

@@ -51,17 +51,6 @@ size_t Stream::pending() const {
   return queue_.size() + (running_ ? 1 : 0);
 }
 
-void Stream::WhenBelow(size_t limit, Callback fn) {
-  {
-    absl::MutexLock lock(&scheduler_->mu_);
-    if (!closed_ && queue_.size() + (running_ ? 1 : 0) >= limit) {
-      below_.push_back(BelowWaiter{limit, std::move(fn)});
-      return;
-    }
-  }
-  fn();
-}
-
 uint64_t Stream::reached() const {
   absl::MutexLock lock(&scheduler_->mu_);
   return reached_;
@@ -85,7 +74,6 @@ void Stream::WhenReached(uint64_t marker, StatusCallback fn) {
 void Stream::Close(const absl::Status& reason) {
   std::deque<Entry> dropped;
   std::vector<Waiter> waiters;
-  std::vector<BelowWaiter> below;
   {
     absl::MutexLock lock(&scheduler_->mu_);
     if (closed_) return;
@@ -93,12 +81,10 @@ void Stream::Close(const absl::Status& reason) {
     close_reason_ = reason.ok() ? absl::CancelledError("the stream was closed") : reason;
     dropped.swap(queue_);
     waiters.swap(waiters_);
-    below.swap(below_);
   }
   // Outside the lock: tasks and callbacks may call back into the stream.
   for (Entry& entry : dropped) entry.task(close_reason_);
   for (Waiter& waiter : waiters) waiter.fn(close_reason_);
-  for (BelowWaiter& waiter : below) waiter.fn();
 }
 
 bool Stream::closed() const {
@@ -165,44 +151,43 @@ void Scheduler::WorkerLoop() {
 }
 
 void Scheduler::RunOne(const std::shared_ptr<Stream>& stream) {
-  if (stream->queue_.empty()) return;  // closed while it waited in the ring
-  Stream::Entry entry = std::move(stream->queue_.front());
-  stream->queue_.pop_front();
+  // Runs the stream's tasks until it is empty or another stream is waiting:
+  // with nobody else to take turns with, a busy stream keeps its worker
+  // rather than going through the ring (and waking a second worker) for
+  // every task.
+  // running_ stays set while this worker owns the stream, callbacks
+  // included, so that an Enqueue meanwhile does not hand it to another.
   stream->running_ = true;
-  mu_.Unlock();
-  entry.task(absl::OkStatus());
-  entry.task = nullptr;  // release what the task captured before taking the lock
-  mu_.Lock();
-  stream->running_ = false;
-  std::vector<StatusCallback> reached;
-  if (entry.marker != 0) {
-    stream->reached_ = std::max(stream->reached_, entry.marker);
-    auto& waiters = stream->waiters_;
-    for (auto it = waiters.begin(); it != waiters.end();) {
-      if (it->marker <= stream->reached_) {
-        reached.push_back(std::move(it->fn));
-        it = waiters.erase(it);
-      } else {
-        ++it;
+  while (!stream->queue_.empty()) {
+    Stream::Entry entry = std::move(stream->queue_.front());
+    stream->queue_.pop_front();
+    mu_.Unlock();
+    entry.task(absl::OkStatus());
+    entry.task = nullptr;  // release what the task captured before taking the lock
+    mu_.Lock();
+    std::vector<StatusCallback> reached;
+    if (entry.marker != 0) {
+      stream->reached_ = std::max(stream->reached_, entry.marker);
+      auto& waiters = stream->waiters_;
+      for (auto it = waiters.begin(); it != waiters.end();) {
+        if (it->marker <= stream->reached_) {
+          reached.push_back(std::move(it->fn));
+          it = waiters.erase(it);
+        } else {
+          ++it;
+        }
       }
     }
-  }
-  std::vector<Callback> below;
-  const size_t pending = stream->queue_.size();
-  for (auto it = stream->below_.begin(); it != stream->below_.end();) {
-    if (pending < it->limit) {
-      below.push_back(std::move(it->fn));
-      it = stream->below_.erase(it);
-    } else {
-      ++it;
+    if (!reached.empty()) {
+      mu_.Unlock();
+      for (StatusCallback& fn : reached) fn(absl::OkStatus());
+      mu_.Lock();
     }
+    if (stopping_ || !ring_.empty()) break;  // others are waiting: take turns
   }
-  if (!stream->queue_.empty() && !stream->in_ring_) MakeReady(stream);  // back of the ring
-  if (reached.empty() && below.empty()) return;
-  mu_.Unlock();
-  for (StatusCallback& fn : reached) fn(absl::OkStatus());
-  for (Callback& fn : below) fn();
-  mu_.Lock();
+  stream->running_ = false;
+  // Back of the ring, behind the streams that waited.
+  if (!stream->queue_.empty() && !stream->in_ring_) MakeReady(stream);
 }
 
 bool Scheduler::HelpOne() {

@@ -22,9 +22,10 @@
 // So another session's small op waits at most for one chunk of a long op
 // (a bounded slice, about a millisecond), not for the whole op.
 //
-// Backpressure: a stream counts its tasks (queued or running). Producers
-// (the RPC layer) stop taking new work from a client while pending() is at
-// their limit and resume from WhenBelow; the queue itself never refuses.
+// Backpressure is the producers' part: the queue itself never refuses, and
+// the RPC layer stops reading a client's commands while too many of them
+// are queued or unanswered (rpc/execute.cc), so a flooding client is slowed
+// by gRPC flow control and the queue stays bounded.
 //
 // Markers: a task may carry a marker (the client's command id). Markers of
 // one stream increase in enqueue order, and reached() is the marker of the
@@ -55,7 +56,6 @@
 namespace tensord::exec {
 
 using Task = absl::AnyInvocable<void(const absl::Status&)>;
-using Callback = absl::AnyInvocable<void()>;
 using StatusCallback = absl::AnyInvocable<void(const absl::Status&)>;
 
 class Scheduler;
@@ -72,9 +72,6 @@ class Stream : public std::enable_shared_from_this<Stream> {
 
   // Tasks queued or running.
   size_t pending() const;
-  // Calls `fn` (on some thread, possibly this one, at once) when pending()
-  // falls below `limit`, or when the stream is closed.
-  void WhenBelow(size_t limit, Callback fn);
 
   // The marker of the last marked task that ran (0 before any).
   uint64_t reached() const;
@@ -83,8 +80,8 @@ class Stream : public std::enable_shared_from_this<Stream> {
   void WhenReached(uint64_t marker, StatusCallback fn);
 
   // Refuses new tasks and drops queued ones (each is called with `reason`,
-  // as are the WhenReached waiters; WhenBelow callbacks are called). A task
-  // already running finishes. Idempotent: later calls change nothing.
+  // as are the WhenReached waiters). A task already running finishes.
+  // Idempotent: later calls change nothing.
   void Close(const absl::Status& reason);
   bool closed() const;
 
@@ -100,10 +97,6 @@ class Stream : public std::enable_shared_from_this<Stream> {
     uint64_t marker;
     StatusCallback fn;
   };
-  struct BelowWaiter {
-    size_t limit;
-    Callback fn;
-  };
 
   Scheduler* const scheduler_;
   // All guarded by scheduler_->mu_ (declared there; annotated informally).
@@ -115,7 +108,6 @@ class Stream : public std::enable_shared_from_this<Stream> {
   uint64_t last_marker_ = 0;  // largest marker enqueued
   uint64_t reached_ = 0;
   std::vector<Waiter> waiters_;
-  std::vector<BelowWaiter> below_;
 };
 
 class Scheduler {
@@ -140,7 +132,8 @@ class Scheduler {
   struct ParallelJob;
 
   void WorkerLoop();
-  // Runs `stream`'s head task; called by a worker with mu_ held, returns with it held.
+  // Runs `stream`'s tasks (see the .cc); called by a worker with mu_ held,
+  // returns with it held.
   void RunOne(const std::shared_ptr<Stream>& stream) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Claims and runs one chunk of a parallel job with unclaimed work, if any.
   bool HelpOne() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -232,7 +232,7 @@ class ExecuteReactor final
       // Even a command that cannot run goes through the stream, so that its
       // answer comes after those of the commands before it.
       stream->Enqueue(
-          [link = link_, session = session_, id,
+          [link = link_, session = session_, metrics = &service_->metrics(), id,
            command = std::move(command)](const absl::Status& runnable) mutable {
             absl::Status status = runnable.ok() ? command.status() : runnable;
             v1::CommandResult result;
@@ -244,6 +244,7 @@ class ExecuteReactor final
               } else {
                 status = done.status();
               }
+              metrics->RecordCommand(*command, status);
             }
             command = absl::CancelledError("done");  // free the command before answering
             if (!status.ok()) {

@@ -30,6 +30,8 @@ class Gauges final : public prometheus::Collectable {
         Gauge("tensord_memory_limit_bytes", "The --max-memory limit.",
               static_cast<double>(budget_->limit()), {}),
         Gauge("tensord_sessions", "Open client sessions.", totals.sessions, {}),
+        Gauge("tensord_queued_commands", "Commands queued or running, over all sessions.",
+              totals.queued, {}),
     };
   }
 
@@ -109,6 +111,10 @@ ServerMetrics::ServerMetrics(std::shared_ptr<MemoryBudget> budget,
                      .Name("tensord_rpc_duration_seconds")
                      .Help("RPC latency from arrival to status, by method and status code.")
                      .Register(*registry_)),
+      commands_(prometheus::BuildCounter()
+                    .Name("tensord_commands_total")
+                    .Help("Commands run, by command (an op's name) and status code.")
+                    .Register(*registry_)),
       bytes_in_(prometheus::BuildCounter()
                     .Name("tensord_stream_bytes_total")
                     .Help("Tensor payload bytes streamed, by direction.")
@@ -126,6 +132,17 @@ void ServerMetrics::RecordRpc(const std::string& method, grpc::StatusCode code,
   const prometheus::Labels labels{{"method", method}, {"code", StatusCodeName(code)}};
   rpcs_.Add(labels).Increment();
   durations_.Add(labels, LatencyBuckets()).Observe(seconds);
+}
+
+void ServerMetrics::RecordCommand(const Command& command, const absl::Status& status) {
+  std::string name = CommandName(command);
+  // Op names come from clients: only the registry's make labels, so that
+  // the number of series stays bounded.
+  if (std::holds_alternative<OpCommand>(command.body) && !FindOp(name).ok()) name = "unknown";
+  commands_
+      .Add({{"command", std::move(name)},
+            {"code", StatusCodeName(static_cast<grpc::StatusCode>(status.code()))}})
+      .Increment();
 }
 
 grpc::experimental::Interceptor* MetricsInterceptorFactory::CreateServerInterceptor(

@@ -2,6 +2,9 @@
 //
 //   tensord_rpcs_total{method,code}             counter
 //   tensord_rpc_duration_seconds{method,code}   histogram
+//   tensord_commands_total{command,code}        counter: commands run (ops by
+//                                               name; "unknown" for names no op has)
+//   tensord_queued_commands                     gauge: commands waiting or running
 //   tensord_stream_bytes_total{direction}       counter: tensor bytes in/out
 //   tensord_tensors{device}                     gauge: handles held
 //   tensord_tensor_bytes{device}                gauge: storage bytes held
@@ -25,6 +28,7 @@
 #include <prometheus/registry.h>
 
 #include "core/storage.h"
+#include "session/commands.h"
 #include "session/session.h"
 
 namespace tensord {
@@ -34,6 +38,7 @@ class ServerMetrics {
   ServerMetrics(std::shared_ptr<MemoryBudget> budget, const SessionRegistry* sessions);
 
   void RecordRpc(const std::string& method, grpc::StatusCode code, double seconds);
+  void RecordCommand(const Command& command, const absl::Status& status);
   void AddBytesIn(int64_t n) { bytes_in_.Increment(static_cast<double>(n)); }
   void AddBytesOut(int64_t n) { bytes_out_.Increment(static_cast<double>(n)); }
 
@@ -45,6 +50,7 @@ class ServerMetrics {
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>& rpcs_;
   prometheus::Family<prometheus::Histogram>& durations_;
+  prometheus::Family<prometheus::Counter>& commands_;
   prometheus::Counter& bytes_in_;
   prometheus::Counter& bytes_out_;
   std::shared_ptr<prometheus::Collectable> gauges_;

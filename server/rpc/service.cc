@@ -153,7 +153,8 @@ grpc::ServerUnaryReactor* TensordService::Submit(grpc::CallbackServerContext* co
   }
   std::shared_ptr<exec::Stream> stream = (*session)->stream();
   stream->Enqueue([session = *std::move(session), command = Command{*std::move(body), {}},
-                   reactor, reply = std::move(reply)](const absl::Status& runnable) mutable {
+                   reactor, reply = std::move(reply),
+                   metrics = metrics_](const absl::Status& runnable) mutable {
     absl::Status status = runnable;
     if (status.ok()) {
       status = Guarded([&]() -> absl::Status {
@@ -161,6 +162,7 @@ grpc::ServerUnaryReactor* TensordService::Submit(grpc::CallbackServerContext* co
         reply(result);
         return absl::OkStatus();
       });
+      metrics->RecordCommand(command, status);
     }
     reactor->Finish(ToGrpcStatus(status));
   });

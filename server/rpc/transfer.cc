@@ -9,14 +9,32 @@
 #include "common/status_macros.h"
 #include "rpc/chunk_codec.h"
 #include "rpc/proto_convert.h"
+#include "rpc/respond.h"
 #include "rpc/service.h"
 
 namespace tensord {
 namespace {
 
+// Whoever takes the reactor from a Gate goes on with it: the waiter of a
+// transfer ordered after a command (exec::Stream::WhenReached), or
+// OnCancel. So the reactor is finished exactly once, and never touched by a
+// waiter that fires after it is gone.
+template <typename Reactor>
+struct Gate {
+  explicit Gate(Reactor* r) : reactor(r) {}
+  Reactor* Take() {
+    absl::MutexLock lock(&mu);
+    return std::exchange(reactor, nullptr);
+  }
+  absl::Mutex mu;
+  Reactor* reactor ABSL_GUARDED_BY(mu);
+};
+
 // Receives an UploadRequest stream and writes each chunk straight into the
-// storage allocated when the header arrived. On any error, cancellation or
-// disconnect the partial storage is released at once.
+// storage allocated when the header arrived (once the command the header
+// names in after_command has run: uploads are ordered like everything the
+// session issues, so memory freed before an upload is free for it). On any
+// error, cancellation or disconnect the partial storage is released at once.
 class UploadReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
  public:
   UploadReactor(TensordService* service, grpc::CallbackServerContext* context,
@@ -36,17 +54,33 @@ class UploadReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
       Complete();
       return;
     }
-    absl::Status status;
-    try {
-      status = Consume();
-    } catch (const std::exception& e) {
-      status = absl::InternalError(absl::StrCat("upload: unexpected error: ", e.what()));
-    }
+    absl::Status status = Guarded([&] { return Consume(); });
     if (!status.ok()) {
       Fail(status);
       return;
     }
+    if (after_command_ != 0) {  // the header waits for its command; the waiter reads on
+      session_->stream()->WhenReached(
+          std::exchange(after_command_, 0), [gate = gate_](const absl::Status& reached) {
+            UploadReactor* reactor = gate->Take();
+            if (reactor == nullptr) return;  // cancelled meanwhile
+            absl::Status allocated =
+                reached.ok() ? Guarded([&] { return reactor->Allocate(); }) : reached;
+            if (!allocated.ok()) {
+              reactor->Fail(allocated);
+              return;
+            }
+            reactor->StartRead(&reactor->message_);
+          });
+      return;
+    }
     StartRead(&message_);
+  }
+
+  void OnCancel() override {
+    if (gate_ != nullptr && gate_->Take() != nullptr) {
+      Fail(absl::CancelledError("upload cancelled while waiting for earlier commands"));
+    }
   }
 
   void OnDone() override { delete this; }
@@ -55,7 +89,16 @@ class UploadReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
   absl::Status Consume() {
     ASSIGN_OR_RETURN(UploadFrame frame, UploadFrame::Parse(message_));
     message_.Clear();  // drop our reference to the receive slices early
-    if (frame.is_header()) return StartTensor(frame.header());
+    if (frame.is_header()) {
+      RETURN_IF_ERROR(ParseHeader(frame.header()));
+      if (frame.header().after_command() == 0 ||
+          session_->stream()->reached() >= frame.header().after_command()) {
+        return Allocate();
+      }
+      after_command_ = frame.header().after_command();
+      gate_ = std::make_shared<Gate<UploadReactor>>(this);
+      return absl::OkStatus();
+    }
     if (!tensor_) {
       return absl::InvalidArgumentError("upload: chunk received before the header");
     }
@@ -72,29 +115,34 @@ class UploadReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
     return absl::OkStatus();
   }
 
-  absl::Status StartTensor(const v1::UploadHeader& header) {
-    if (tensor_) return absl::InvalidArgumentError("upload: a second header was sent");
-    ASSIGN_OR_RETURN(const DType dtype, FromProto(header.dtype()));
-    Dims shape = ToDims(header.shape());
-    ASSIGN_OR_RETURN(const int64_t numel, CheckedNumel(shape, ItemSize(dtype)));
+  // Validates the header and keeps what Allocate needs.
+  absl::Status ParseHeader(const v1::UploadHeader& header) {
+    if (tensor_ || header_seen_) {
+      return absl::InvalidArgumentError("upload: a second header was sent");
+    }
+    header_seen_ = true;
+    ASSIGN_OR_RETURN(dtype_, FromProto(header.dtype()));
+    shape_ = ToDims(header.shape());
+    ASSIGN_OR_RETURN(const int64_t numel, CheckedNumel(shape_, ItemSize(dtype_)));
     (void)numel;
-    Dims strides = header.strides().empty() ? ContiguousStrides(shape) : ToDims(header.strides());
-    ASSIGN_OR_RETURN(const int64_t span, SpanElements(shape, strides));
-    int64_t nbytes = 0;
-    if (__builtin_mul_overflow(span, ItemSize(dtype), &nbytes)) {
-      return absl::InvalidArgumentError(absl::StrCat("upload: strides ", DimsToString(strides),
+    strides_ = header.strides().empty() ? ContiguousStrides(shape_) : ToDims(header.strides());
+    ASSIGN_OR_RETURN(const int64_t span, SpanElements(shape_, strides_));
+    if (__builtin_mul_overflow(span, ItemSize(dtype_), &expected_)) {
+      return absl::InvalidArgumentError(absl::StrCat("upload: strides ", DimsToString(strides_),
                                                      " span more than 2^63 bytes"));
     }
+    return absl::OkStatus();
+  }
+
+  absl::Status Allocate() {
     ASSIGN_OR_RETURN(
         std::shared_ptr<Storage> storage,
-        Storage::Allocate(nbytes, Device::Cpu(), service_->budget(),
-                          absl::StrCat("upload of a ", DTypeName(dtype), " tensor of shape ",
-                                       DimsToString(shape))));
+        Storage::Allocate(expected_, Device::Cpu(), service_->budget(),
+                          absl::StrCat("upload of a ", DTypeName(dtype_), " tensor of shape ",
+                                       DimsToString(shape_))));
     ASSIGN_OR_RETURN(Tensor tensor,
-                     Tensor::Make(std::move(storage), dtype, std::move(shape),
-                                  std::move(strides), 0));
+                     Tensor::Make(std::move(storage), dtype_, shape_, strides_, 0));
     tensor_ = std::move(tensor);
-    expected_ = nbytes;
     return absl::OkStatus();
   }
 
@@ -141,6 +189,12 @@ class UploadReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
   grpc::ByteBuffer* const response_;
   std::shared_ptr<Session> session_;
   grpc::ByteBuffer message_;
+  bool header_seen_ = false;
+  DType dtype_ = DType::kFloat32;
+  Dims shape_;
+  Dims strides_;
+  uint64_t after_command_ = 0;  // set by a header that must wait, until the wait starts
+  std::shared_ptr<Gate<UploadReactor>> gate_;  // set once a header had to wait
   std::optional<Tensor> tensor_;
   int64_t expected_ = 0;
   int64_t received_ = 0;
@@ -151,10 +205,8 @@ class UploadReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
 // time, which is gRPC's flow control: a slow client slows the server.
 //
 // A request with `after_command` waits until the session's stream has run
-// that command (exec::Stream::WhenReached) before it looks the tensor up.
-// While it waits, the reactor is reachable from the waiter through a gate;
-// whoever takes it from the gate first (the waiter, or OnCancel) is the one
-// that goes on, so the reactor is finished exactly once.
+// that command (exec::Stream::WhenReached, through a Gate) before it looks
+// the tensor up.
 class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   DownloadReactor(TensordService* service, grpc::CallbackServerContext* context,
@@ -191,15 +243,6 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
   void OnDone() override { delete this; }
 
  private:
-  struct Gate {
-    absl::Mutex mu;
-    DownloadReactor* reactor ABSL_GUARDED_BY(mu);
-    DownloadReactor* Take() {
-      absl::MutexLock lock(&mu);
-      return std::exchange(reactor, nullptr);
-    }
-  };
-
   absl::Status Start(TensordService* service, grpc::CallbackServerContext* context,
                      const grpc::ByteBuffer& request_bytes) {
     ASSIGN_OR_RETURN(session_, service->SessionFor(context));
@@ -209,8 +252,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
                                 kMaxDownloadChunkBytes);
     }
     if (request_.after_command() == 0) return Begin();
-    gate_ = std::make_shared<Gate>();
-    gate_->reactor = this;
+    gate_ = std::make_shared<Gate<DownloadReactor>>(this);
     session_->stream()->WhenReached(
         request_.after_command(), [gate = gate_](const absl::Status& status) {
           DownloadReactor* reactor = gate->Take();
@@ -242,7 +284,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
   ServerMetrics* const metrics_;
   std::shared_ptr<Session> session_;
   v1::DownloadRequest request_;
-  std::shared_ptr<Gate> gate_;    // set while the download waits for a command
+  std::shared_ptr<Gate<DownloadReactor>> gate_;  // set while the download waits for a command
   std::optional<Tensor> tensor_;  // keeps the storage alive for the whole call
   const std::byte* span_start_ = nullptr;
   int64_t span_bytes_ = 0;

@@ -324,7 +324,10 @@ SessionRegistry::Totals SessionRegistry::CountTensors() const {
   }
   Totals totals;
   totals.sessions = static_cast<double>(sessions.size());
-  for (const auto& session : sessions) totals.tensors += static_cast<double>(session->size());
+  for (const auto& session : sessions) {
+    totals.tensors += static_cast<double>(session->size());
+    if (session->stream() != nullptr) totals.queued += static_cast<double>(session->stream()->pending());
+  }
   return totals;
 }
 

@@ -153,8 +153,9 @@ class SessionRegistry {
   struct Totals {
     double sessions = 0;
     double tensors = 0;
+    double queued = 0;  // commands queued or running
   };
-  // Sessions and tensor handles held right now.
+  // Sessions, tensor handles and queued commands right now.
   Totals CountTensors() const;
 
  private:

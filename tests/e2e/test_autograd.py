@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import tensord
+from syncing import synced
 
 
 def leaf(td, values, dtype="float64"):
@@ -44,9 +45,9 @@ def test_requires_grad_on_creation_and_after(td):
 def test_only_floating_tensors_can_require_grad(td, dtype):
     t = td.from_numpy(np.zeros(3, dtype))
     with pytest.raises(tensord.InvalidArgumentError, match=f"only tensors of floating-point dtype.*{dtype}"):
-        t.requires_grad_()
+        synced(t.requires_grad_())  # ops are pipelined: the failure comes at a sync point
     with pytest.raises(tensord.InvalidArgumentError, match="floating-point"):
-        td.zeros(2, dtype=dtype, requires_grad=True)
+        synced(td.zeros(2, dtype=dtype, requires_grad=True))
     assert not t.requires_grad  # unchanged, and the server still serves it
     np.testing.assert_array_equal(t.numpy(), np.zeros(3, dtype))
 
@@ -104,16 +105,19 @@ def test_backward_with_a_gradient_for_non_scalars(td):
     y = x * x
     with pytest.raises(tensord.InvalidArgumentError, match="grad can be implicitly created only for scalar outputs"):
         y.backward()
+        td.synchronize()
     y.backward(td.tensor([1.0, 0.5, 0.0], dtype="float64"))
     np.testing.assert_allclose(x.grad.numpy(), [2.0, 2.0, 0.0])
     with pytest.raises(tensord.InvalidArgumentError, match=r"Mismatch in shape: grad_output\[0\] has a shape of \[2\]"):
         (x * 2).backward(td.ones(2, dtype="float64"))
+        td.synchronize()
 
 
 def test_backward_through_a_tensor_without_grad_is_refused(td):
     t = td.ones(3)
     with pytest.raises(tensord.FailedPreconditionError, match="does not require grad and does not have a grad_fn"):
         t.sum().backward()
+        td.synchronize()
     with pytest.raises(NotImplementedError, match="create_graph"):
         leaf(td, [1.0]).sum().backward(create_graph=True)
 
@@ -127,6 +131,7 @@ def test_second_backward_needs_retain_graph(td):
     np.testing.assert_allclose(x.grad.numpy(), [6.0, 8.0])
     with pytest.raises(tensord.FailedPreconditionError, match="backward through the graph a second time.*retain_graph=True"):
         loss.backward()
+        td.synchronize()
     np.testing.assert_allclose(x.grad.numpy(), [6.0, 8.0])  # nothing was added
     # The server is fine and a new graph over the same leaves works.
     (x * w).sum().backward()
@@ -196,22 +201,24 @@ def test_retain_grad_keeps_a_non_leaf_gradient(td):
     assert g.grad is None  # not retained: None, as in torch
     with pytest.raises(tensord.FailedPreconditionError, match="requires_grad=False"):
         td.ones(2).retain_grad()
+        td.synchronize()
 
 
 def test_only_leaves_can_stop_requiring_grad(td):
     x = leaf(td, [1.0])
     y = x * 2
     with pytest.raises(tensord.FailedPreconditionError, match="only change requires_grad flags of leaf variables"):
-        y.requires_grad_(False)
+        synced(y.requires_grad_(False))
+    assert y.requires_grad  # unchanged
     assert y.requires_grad_(True).requires_grad
 
 
 def test_in_place_on_a_leaf_that_requires_grad(td):
     w = leaf(td, [1.0, 2.0])
     with pytest.raises(tensord.FailedPreconditionError, match="a leaf Variable that requires grad is being used in an in-place operation"):
-        w.add_(1)
+        synced(w.add_(1))
     with pytest.raises(tensord.FailedPreconditionError, match="only allowed under `td.no_grad"):
-        (w * 1).mul_(2)
+        synced((w * 1).mul_(2))
     np.testing.assert_allclose(w.numpy(), [1.0, 2.0])  # untouched
     # The hand-written SGD step of the PyTorch tutorials.
     (w * w).sum().backward()
@@ -230,6 +237,7 @@ def test_a_saved_tensor_changed_in_place_is_detected(td):
         w.mul_(2)
     with pytest.raises(tensord.FailedPreconditionError, match="modified by an inplace operation.*version 1; expected version 0"):
         y.backward()
+        td.synchronize()
     # Ops that saved nothing do not care.
     z = (x + w).sum()
     with td.no_grad():
@@ -246,8 +254,10 @@ def test_grad_assignment_checks_shape_and_dtype(td):
     np.testing.assert_allclose(x.grad.numpy(), [6.0, 7.0])
     with pytest.raises(tensord.InvalidArgumentError, match="different size"):
         x.grad = td.zeros(3, dtype="float64")
+        td.synchronize()
     with pytest.raises(tensord.InvalidArgumentError, match="different type"):
         x.grad = td.zeros(2, dtype="float32")
+        td.synchronize()
     with pytest.raises(TypeError):
         x.grad = np.zeros(2)
 
@@ -293,3 +303,4 @@ def test_graph_memory_is_returned_after_backward(server_factory):
         assert after <= grad_bytes + 4096, (held, after)
         with pytest.raises(tensord.FailedPreconditionError, match="second time"):
             loss.backward()
+            td.synchronize()

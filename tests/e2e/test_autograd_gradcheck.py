@@ -678,6 +678,7 @@ def test_backward_of_a_non_scalar_needs_a_gradient(td):
     x = td.tensor(normal(3), dtype="float64", requires_grad=True)
     with pytest.raises(tensord.Error):
         (x * 2).backward()
+        td.synchronize()
 
 
 def test_broadcast_operands_get_grads_of_their_own_shapes(td):

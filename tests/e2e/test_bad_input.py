@@ -19,6 +19,7 @@ import pytest
 
 import tensord
 from raw_wire import RawSession, chunk, header, pb, wait_for
+from syncing import synced
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
@@ -107,8 +108,9 @@ def rpc_error(call: Callable, *args, **kwargs) -> grpc.RpcError:
 
 
 def client_error(call: Callable, *args) -> tensord.Error:
+    """What a client call raises, at the call or at the sync point right after it."""
     with pytest.raises(tensord.Error) as info:
-        call(*args)
+        synced(call(*args))
     return info.value
 
 

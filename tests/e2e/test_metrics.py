@@ -32,6 +32,8 @@ EXPECTED_TYPES = {
     "tensord_rpc_duration_seconds_sum": "histogram",
     "tensord_rpc_duration_seconds_count": "histogram",
     "tensord_stream_bytes_total": "counter",
+    "tensord_commands_total": "counter",
+    "tensord_queued_commands": "gauge",
 }
 
 
@@ -58,6 +60,9 @@ class Scrape:
 
     def rpcs(self, method: str, code: str, default: float | None = None) -> float:
         return self.value("tensord_rpcs_total", default, method=SERVICE + method, code=code)
+
+    def commands(self, command: str, code: str, default: float | None = None) -> float:
+        return self.value("tensord_commands_total", default, command=command, code=code)
 
     def durations_count(self, method: str, code: str, default: float | None = None) -> float:
         return self.value("tensord_rpc_duration_seconds_count", default, method=SERVICE + method, code=code)
@@ -93,7 +98,7 @@ def test_exposition_parses_with_the_documented_types(metered):
     srv, metrics = metered
     with tensord.connect(srv.address, timeout=30) as td:
         t = td.from_numpy(np.arange(10, dtype=np.int32))
-        assert np.array_equal(t.numpy(), np.arange(10, dtype=np.int32))
+        assert np.array_equal((t + 1).numpy(), np.arange(1, 11, dtype=np.int32))
         content_type, text = fetch(metrics)
     assert content_type.startswith("text/plain"), content_type
     page = Scrape(text)
@@ -143,10 +148,11 @@ def test_upload_download_and_free_move_the_figures(metered):
         assert after_download.value("tensord_tensor_bytes", **CPU) == after_upload.value("tensord_tensor_bytes", **CPU)
 
         t.free()
+        td.synchronize()  # the free is queued behind earlier work, like any op
         after_free = scrape(metrics)
         assert after_free.value("tensord_tensor_bytes", **CPU) == before.value("tensord_tensor_bytes", 0.0, **CPU)
         assert after_free.value("tensord_tensors", **CPU) == before.value("tensord_tensors", 0.0, **CPU)
-        assert after_free.rpcs("Free", "OK") == after_download.rpcs("Free", "OK", 0.0) + 1
+        assert after_free.commands("release", "OK") == after_download.commands("release", "OK", 0.0) + 1
 
 
 def test_views_count_handles_but_not_bytes(metered):
@@ -156,11 +162,13 @@ def test_views_count_handles_but_not_bytes(metered):
         before = scrape(metrics)
         transposed = base.T  # kept referenced: a collected view would be freed in the background
         view = transposed.unsqueeze(0)
+        td.synchronize()
         after = scrape(metrics)
         assert view.shape == (1, 100, 10)
         assert after.value("tensord_tensor_bytes", **CPU) == before.value("tensord_tensor_bytes", **CPU)
         assert after.value("tensord_tensors", **CPU) == before.value("tensord_tensors", **CPU) + 2
         copy = view.clone()
+        td.synchronize()
         after_copy = scrape(metrics)
         assert after_copy.value("tensord_tensor_bytes", **CPU) == before.value("tensord_tensor_bytes", **CPU) + 8000
         assert after_copy.value("tensord_tensors", **CPU) == before.value("tensord_tensors", **CPU) + 3
@@ -187,6 +195,27 @@ def test_failing_calls_are_counted_under_their_code(metered):
     assert after.rpcs("Download", "NOT_FOUND") == before.rpcs("Download", "NOT_FOUND", 0.0) + 1
     assert after.rpcs("Create", "INVALID_ARGUMENT") == before.rpcs("Create", "INVALID_ARGUMENT", 0.0) + 1
     assert after.rpcs("GetTensor", "OK", 0.0) == before.rpcs("GetTensor", "OK", 0.0)
+
+
+def test_commands_are_counted_by_name_and_code(metered):
+    srv, metrics = metered
+    with tensord.connect(srv.address, timeout=30) as td:
+        before = scrape(metrics)
+        a = td.ones(3)
+        b = a + 1
+        (b * 2).numpy()
+        with pytest.raises(tensord.InvalidArgumentError):
+            a.reshape(7).numpy()
+        with pytest.raises(tensord.NotFoundError):
+            td._op("no_such_op_4f2a", a).pop().numpy()
+        after = scrape(metrics)
+    assert after.commands("add", "OK") == before.commands("add", "OK", 0.0) + 1
+    assert after.commands("mul", "OK") == before.commands("mul", "OK", 0.0) + 1
+    assert after.commands("reshape", "INVALID_ARGUMENT") == before.commands("reshape", "INVALID_ARGUMENT", 0.0) + 1
+    # Names no op has are not labels of their own: a client cannot grow the series.
+    assert after.commands("unknown", "NOT_FOUND") == before.commands("unknown", "NOT_FOUND", 0.0) + 1
+    assert "no_such_op_4f2a" not in after.text
+    assert after.value("tensord_queued_commands") == 0
 
 
 def test_unauthenticated_calls_are_counted(launch, tmp_path):
@@ -233,7 +262,7 @@ def test_histogram_agrees_with_the_counter(metered):
         cumulative = [v for _, v in buckets]
         assert cumulative == sorted(cumulative), (labels, buckets)
         assert page.value("tensord_rpc_duration_seconds_sum", **labels) >= 0
-    assert page.rpcs("Create", "OK") == 5
+    assert page.commands("create", "OK") == 5
     assert page.rpcs("Download", "OK") == 5
     assert page.rpcs("GetTensor", "NOT_FOUND") == 1
 

@@ -477,10 +477,15 @@ def test_loss_reduction_is_validated_like_torch(td):
 
 def test_loss_argument_errors(td):
     x = td.ones(2, 3)
+    # The shapes come from the server: the warning is given once they are in (a sync point at the latest).
     with pytest.warns(UserWarning, match=r"Using a target size \(\(3,\)\) that is different to the input size"):
-        F.mse_loss(x, td.ones(3))
+        F.mse_loss(x, td.ones(3)).numpy()
+    # With both shapes known the client refuses at once, like torch; otherwise the server does.
+    known = td.from_numpy(np.ones((2, 3), np.float32))
     with pytest.raises(ValueError, match=r"Target size \(\(2, 2\)\) must be the same as input size \(\(2, 3\)\)"):
-        F.binary_cross_entropy_with_logits(x, td.ones(2, 2))
+        F.binary_cross_entropy_with_logits(known, td.from_numpy(np.ones((2, 2), np.float32)))
+    with pytest.raises(tensord.InvalidArgumentError, match=r"Target size \(\[2, 2\]\) must be the same as input size \(\[2, 3\]\)"):
+        F.binary_cross_entropy_with_logits(x, td.ones(2, 2)).numpy()
     with pytest.raises(NotImplementedError, match="weight"):
         nn.CrossEntropyLoss(weight=td.ones(3))
     with pytest.raises(NotImplementedError, match="weight"):
@@ -493,14 +498,15 @@ def test_loss_argument_errors(td):
 
 def test_server_rejects_bad_operands(td):
     x = td.ones(4, 3)
+    # Checked by the server: each is raised at the sync point after the op.
     with pytest.raises(tensord.InvalidArgumentError):
-        F.linear(x, td.ones(2, 5))  # 3 input features against a weight for 5
+        F.linear(x, td.ones(2, 5)).numpy()  # 3 input features against a weight for 5
     with pytest.raises(tensord.InvalidArgumentError):
-        F.cross_entropy(x, td.from_numpy(np.array([0, 1, 2, 3])))  # class 3 of 3
+        F.cross_entropy(x, td.from_numpy(np.array([0, 1, 2, 3]))).numpy()  # class 3 of 3
     with pytest.raises(tensord.InvalidArgumentError):
-        F.cross_entropy(x, td.from_numpy(np.array([0, 1])))  # 2 targets for 4 rows
+        F.cross_entropy(x, td.from_numpy(np.array([0, 1]))).numpy()  # 2 targets for 4 rows
     with pytest.raises(tensord.InvalidArgumentError):
-        F.nll_loss(x, td.ones(4))  # float targets need the input's shape
+        F.nll_loss(x, td.ones(4)).numpy()  # float targets need the input's shape
 
 
 # ---- backward through layers ----------------------------------------------------

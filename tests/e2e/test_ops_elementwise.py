@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import tensord
+from syncing import synced
 
 RNG = np.random.default_rng(7)
 
@@ -225,7 +226,7 @@ def test_zero_size_and_zero_dim(td):
 def test_bad_ops_fail_clearly_and_the_server_keeps_serving(td, make, code, words):
     kept = td.from_numpy(np.arange(4.0))
     with pytest.raises(code) as info:
-        make(td)
+        synced(make(td))  # checked by the server: raised at the sync point
     for word in words:
         assert word in info.value.details, (word, info.value.details)
     np.testing.assert_array_equal((kept + 1).numpy(), np.arange(4.0) + 1)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import tensord
+from syncing import synced
 
 RNG = np.random.default_rng(11)
 
@@ -133,9 +134,9 @@ def test_matmul_names_and_aliases(td):
     x, y = sample("float64", (2, 3, 4)), sample("float64", (2, 4, 5))
     check_matmul(td.from_numpy(x).bmm(td.from_numpy(y)).numpy(), x, y)
     with pytest.raises(tensord.InvalidArgumentError, match=r"mm: expected 2-D tensors"):
-        ta.mm(td.from_numpy(b[:, 0]))
+        synced(ta.mm(td.from_numpy(b[:, 0])))
     with pytest.raises(tensord.InvalidArgumentError, match=r"bmm: batch sizes differ"):
-        td.from_numpy(x).bmm(td.from_numpy(y[:1]))
+        synced(td.from_numpy(x).bmm(td.from_numpy(y[:1])))
     with pytest.raises(TypeError):
         ta @ 2.0
 
@@ -143,23 +144,23 @@ def test_matmul_names_and_aliases(td):
 def test_matmul_errors(td):
     f32 = td.zeros(3, 4)
     with pytest.raises(tensord.InvalidArgumentError) as err:
-        f32 @ td.zeros(5, 6)
+        synced(f32 @ td.zeros(5, 6))
     assert err.value.details == "matmul: shapes [3, 4] and [5, 6] cannot be multiplied (4 != 5)"
     with pytest.raises(tensord.InvalidArgumentError, match=r"shapes \[4\] and \[5\] cannot be multiplied"):
-        td.zeros(4) @ td.zeros(5)
+        synced(td.zeros(4) @ td.zeros(5))
     with pytest.raises(tensord.InvalidArgumentError) as err:
-        f32 @ td.zeros(4, 2, dtype="float64")
+        synced(f32 @ td.zeros(4, 2, dtype="float64"))
     assert err.value.details == (
         "matmul: expected both operands to have the same dtype, got float32 and float64"
     )
     with pytest.raises(tensord.InvalidArgumentError, match="batch dimensions \\[2\\] and \\[3\\] do not broadcast"):
-        td.zeros(2, 3, 4) @ td.zeros(3, 4, 5)
+        synced(td.zeros(2, 3, 4) @ td.zeros(3, 4, 5))
     with pytest.raises(tensord.InvalidArgumentError, match="at least one dimension"):
-        td.zeros(()) @ f32
+        synced(td.zeros(()) @ f32)
     with pytest.raises(tensord.InvalidArgumentError, match="bool"):
-        td.zeros(2, 2, dtype="bool") @ td.zeros(2, 2, dtype="bool")
+        synced(td.zeros(2, 2, dtype="bool") @ td.zeros(2, 2, dtype="bool"))
     with pytest.raises(tensord.InvalidArgumentError, match="must be a tensor"):
-        td._op("matmul", f32, 2)
+        synced(td._op("matmul", f32, 2))
     # Still serving.
     np.testing.assert_array_equal((td.ones(2, 3) @ td.ones(3)).numpy(), [3.0, 3.0])
 
@@ -261,26 +262,26 @@ def test_cat_and_stack_zero_size(td):
 def test_cat_and_stack_errors(td):
     a, b = td.zeros(2, 3), td.zeros(2, 4)
     with pytest.raises(tensord.InvalidArgumentError) as err:
-        td.cat([a, a, b])
+        synced(td.cat([a, a, b]))
     assert "cat: sizes of tensors must match except in dimension 0" in err.value.details
     assert "expected size 3 but got size 4 for tensor 2" in err.value.details
     with pytest.raises(tensord.InvalidArgumentError, match="tensor 0 has shape \\[2, 3\\] but tensor 1 has shape \\[2, 3, 1\\]"):
-        td.cat([a, td.zeros(2, 3, 1)])
+        synced(td.cat([a, td.zeros(2, 3, 1)]))
     with pytest.raises(tensord.InvalidArgumentError, match=r"zero-dimensional tensor \(at position 1\)"):
-        td.cat([a, td.tensor(1.0)])
+        synced(td.cat([a, td.tensor(1.0)]))
     with pytest.raises(tensord.InvalidArgumentError, match="non-empty list"):
-        td.cat([])
+        synced(td.cat([]))
     with pytest.raises(tensord.InvalidArgumentError, match="dimension out of range"):
-        td.cat([a, a], dim=2)
+        synced(td.cat([a, a], dim=2))
     with pytest.raises(tensord.InvalidArgumentError) as err:
-        td.stack([a, a, b])
+        synced(td.stack([a, a, b]))
     assert err.value.details == (
         "stack: expects each tensor to be equal size, but got [2, 3] at entry 0 and [2, 4] at entry 2"
     )
     with pytest.raises(tensord.InvalidArgumentError, match="dimension out of range"):
-        td.stack([a, a], dim=3)
+        synced(td.stack([a, a], dim=3))
     with pytest.raises(tensord.InvalidArgumentError, match="argument 1 must be a tensor"):
-        td.cat([a, 1.0])
+        synced(td.cat([a, 1.0]))
     with pytest.raises(TypeError):
         td.cat(a)
     assert td.cat([a, a]).shape == (4, 3)  # still serving
@@ -396,22 +397,22 @@ def test_in_place_keeps_self_dtype(td):
 def test_in_place_cast_errors_leave_self_unchanged(td):
     ints = td.from_numpy(np.array([1, 2, 3], np.int64))
     with pytest.raises(tensord.InvalidArgumentError) as err:
-        ints.add_(0.5)
+        synced(ints.add_(0.5))
     assert err.value.details == "add_: result type float32 can't be cast to the desired output type int64"
     with pytest.raises(tensord.InvalidArgumentError, match="result type float64 can't be cast to the desired output type int64"):
-        ints.mul_(td.from_numpy(np.ones(3)))
+        synced(ints.mul_(td.from_numpy(np.ones(3))))
     with pytest.raises(tensord.InvalidArgumentError, match="result type complex64 can't be cast"):
-        td.zeros(3).add_(1j)
+        synced(td.zeros(3).add_(1j))
     with pytest.raises(tensord.InvalidArgumentError, match="result type int64 can't be cast to the desired output type bool"):
-        td.zeros(3, dtype="bool").add_(1)
+        synced(td.zeros(3, dtype="bool").add_(1))
     with pytest.raises(tensord.InvalidArgumentError, match="alpha must not be a floating point number"):
-        ints.add_(ints, alpha=0.5)
+        synced(ints.add_(ints, alpha=0.5))
     with pytest.raises(tensord.InvalidArgumentError, match="bool alpha"):
-        ints.add_(ints, alpha=True)
+        synced(ints.add_(ints, alpha=True))
     with pytest.raises(tensord.InvalidArgumentError, match="without overflow"):
-        td.zeros(2, dtype="int8").fill_(300)
+        synced(td.zeros(2, dtype="int8").fill_(300))
     with pytest.raises(tensord.InvalidArgumentError, match="without overflow"):
-        td.zeros(2, dtype="float16").fill_(1e6)
+        synced(td.zeros(2, dtype="float16").fill_(1e6))
     np.testing.assert_array_equal(ints.numpy(), [1, 2, 3])
 
 
@@ -421,23 +422,23 @@ def test_in_place_broadcast_and_overlap_errors(td):
     t.add_(td.ones(2, 1))
     np.testing.assert_array_equal(t.numpy(), np.full((2, 3), 2.0, np.float32))
     with pytest.raises(tensord.InvalidArgumentError) as err:
-        td.zeros(3).add_(td.ones(2, 3))  # self never grows
+        synced(td.zeros(3).add_(td.ones(2, 3)))  # self never grows
     assert err.value.details == "add_: shape [2, 3] cannot be broadcast to self's shape [3]"
     with pytest.raises(tensord.InvalidArgumentError, match="shape \\[4\\] cannot be broadcast"):
-        t.mul_(td.ones(4))
+        synced(t.mul_(td.ones(4)))
     with pytest.raises(tensord.InvalidArgumentError, match="cannot be broadcast"):
-        t.copy_(td.ones(3, 3))
+        synced(t.copy_(td.ones(3, 3)))
     expanded = td.zeros(1, 3).expand(4, 3)
     for call in (lambda: expanded.add_(1), lambda: expanded.zero_(), lambda: expanded.fill_(2),
                  lambda: expanded.copy_(td.ones(4, 3)), lambda: expanded.mul_(expanded)):
         with pytest.raises(tensord.InvalidArgumentError, match="expanded view"):
-            call()
+            synced(call())
     with pytest.raises(tensord.InvalidArgumentError, match="0-dimensional tensor"):
-        t.fill_(td.ones(1))
+        synced(t.fill_(td.ones(1)))
     with pytest.raises(TypeError):
         t.copy_(1.0)
     with pytest.raises(tensord.InvalidArgumentError, match="argument 1 must be a tensor"):
-        td._op("copy_", t, 1.0)
+        synced(td._op("copy_", t, 1.0))
     np.testing.assert_array_equal(t.numpy(), np.full((2, 3), 2.0, np.float32))
 
 

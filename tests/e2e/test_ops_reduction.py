@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import tensord
+from syncing import synced
 
 BF16 = np.dtype(ml_dtypes.bfloat16)
 FLOATS = [np.dtype(n) for n in ("float16", "float32", "float64")] + [BF16]
@@ -358,7 +359,7 @@ BAD = [
 def test_bad_input_is_invalid_argument_and_the_server_keeps_serving(td, call, words):
     t = td.from_numpy(np.arange(24, dtype=np.float32).reshape(2, 3, 4))
     with pytest.raises(tensord.InvalidArgumentError) as info:
-        call(t, td)
+        synced(call(t, td))  # checked by the server: raised at the sync point
     for word in words:
         assert word in str(info.value), f"{word!r} not in {info.value}"
     assert t.sum().item() == 276.0

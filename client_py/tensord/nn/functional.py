@@ -77,14 +77,23 @@ def _no_weight(weight: Any, fn: str) -> None:
 
 
 def _warn_size_mismatch(input: Tensor, target: Tensor) -> None:
-    if target.shape != input.shape:
-        warnings.warn(
-            f"Using a target size ({target.shape}) that is different to the input size ({input.shape}). "
-            "This will likely lead to incorrect results due to broadcasting. "
-            "Please ensure they have the same size.",
-            UserWarning,
-            stacklevel=3,
-        )
+    """torch's warning for a loss whose target broadcasts against its input.
+
+    It needs both shapes; when an operand's op has not run yet, the check
+    waits for its reply instead of for the server (see Executor.check_later),
+    so a training loop stays pipelined.
+    """
+
+    def check(warn: Any, input_meta: Any, target_meta: Any) -> None:
+        input_shape, target_shape = tuple(input_meta.shape), tuple(target_meta.shape)
+        if target_shape != input_shape:
+            warn(
+                f"Using a target size ({target_shape}) that is different to the input size ({input_shape}). "
+                "This will likely lead to incorrect results due to broadcasting. "
+                "Please ensure they have the same size."
+            )
+
+    input._client._executor.check_later((input, target), check)
 
 
 # ---- layers -------------------------------------------------------------------
@@ -270,7 +279,9 @@ def binary_cross_entropy_with_logits(
     _no_weight(weight, "binary_cross_entropy_with_logits")
     input = _tensor(input, "binary_cross_entropy_with_logits", "input")
     target = _tensor(target, "binary_cross_entropy_with_logits", "target")
-    if target.shape != input.shape:
+    # torch checks the shapes here; when one is not known yet, the server's
+    # check (the same message) is raised at the next sync point instead.
+    if input._src is None and target._src is None and target.shape != input.shape:
         raise ValueError(f"Target size ({target.shape}) must be the same as input size ({input.shape})")
     if pos_weight is None:
         return _op("binary_cross_entropy_with_logits", input, target, reduction=reduction)
