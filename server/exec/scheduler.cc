@@ -71,6 +71,23 @@ void Stream::WhenReached(uint64_t marker, StatusCallback fn) {
   fn(status);
 }
 
+void Stream::AbandonMarkersAbove(uint64_t marker, const absl::Status& reason) {
+  std::vector<StatusCallback> abandoned;
+  {
+    absl::MutexLock lock(&scheduler_->mu_);
+    const uint64_t limit = std::max(marker, last_marker_);
+    for (auto it = waiters_.begin(); it != waiters_.end();) {
+      if (it->marker > limit) {
+        abandoned.push_back(std::move(it->fn));
+        it = waiters_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (StatusCallback& fn : abandoned) fn(reason);
+}
+
 void Stream::Close(const absl::Status& reason) {
   std::deque<Entry> dropped;
   std::vector<Waiter> waiters;

@@ -78,6 +78,10 @@ class Stream : public std::enable_shared_from_this<Stream> {
   // Calls fn(OK) once reached() >= marker, or fn(reason) if the stream is
   // closed first.
   void WhenReached(uint64_t marker, StatusCallback fn);
+  // Calls fn(reason) for every WhenReached waiter of a marker above
+  // `marker` and not enqueued yet: its producer will send no more (an
+  // Execute stream ended).
+  void AbandonMarkersAbove(uint64_t marker, const absl::Status& reason);
 
   // Refuses new tasks and drops queued ones (each is called with `reason`,
   // as are the WhenReached waiters). A task already running finishes.

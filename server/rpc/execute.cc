@@ -15,6 +15,7 @@
 // not finished, so it is not deleted while they use it; the last unpin
 // makes a Finish that was requested meanwhile.
 #include <algorithm>
+#include <atomic>
 #include <optional>
 #include <vector>
 
@@ -133,7 +134,7 @@ class ExecuteReactor final
   void OnDone() override {
     link_->Detach();
     service_->Unregister(link_.get());
-    if (session_ != nullptr) session_->DetachExecuteStream();
+    DetachSession();
     delete this;
   }
 
@@ -182,12 +183,14 @@ class ExecuteReactor final
 
  private:
   absl::Status Start(grpc::CallbackServerContext* context) {
-    ASSIGN_OR_RETURN(session_, service_->SessionFor(context));
-    if (!session_->AttachExecuteStream()) {
-      std::shared_ptr<Session> other = std::move(session_);
+    ASSIGN_OR_RETURN(std::shared_ptr<Session> session, service_->SessionFor(context));
+    std::optional<uint64_t> last_id = session->AttachExecuteStream();
+    if (!last_id) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "session ", other->id().substr(0, 8), "... already has an Execute stream"));
+          "session ", session->id().substr(0, 8), "... already has an Execute stream"));
     }
+    session_ = std::move(session);
+    last_id_ = *last_id;
     if (!service_->Register(link_)) {
       return absl::UnavailableError("the server is shutting down");
     }
@@ -217,15 +220,16 @@ class ExecuteReactor final
     const std::shared_ptr<exec::Stream>& stream = session_->stream();
     for (const v1::Command& proto : request_.commands()) {
       const uint64_t id = proto.id();
-      if (id == 0 ? proto.kind_case() != v1::Command::kRelease : id <= last_id_) {
+      const uint64_t last_id = last_id_.load();
+      if (id == 0 ? proto.kind_case() != v1::Command::kRelease : id <= last_id) {
         // The ids order the client's bookkeeping; without them nothing that
         // follows can be answered meaningfully.
         return absl::InvalidArgumentError(
             id == 0 ? std::string("execute: only release commands may have id 0")
-                    : absl::StrCat("execute: command ids must increase, got ", id, " after ",
-                                   last_id_));
+                    : absl::StrCat("execute: command ids must increase over the session, got ",
+                                   id, " after ", last_id));
       }
-      if (id != 0) last_id_ = id;
+      if (id != 0) last_id_.store(id);
       absl::StatusOr<Command> command = draining
           ? absl::UnavailableError("the server is shutting down: command not run")
           : DecodeCommand(proto);
@@ -293,8 +297,8 @@ class ExecuteReactor final
       }
       if ((read_closed_ || draining_) && in_flight_ == 0 && !writing_) {
         RequestFinishLocked(draining_ ? grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                                     "the server is shutting down; every "
-                                                     "command sent before has run")
+                                                     "the server is shutting down: the commands "
+                                                     "it had read have run; later ones did not")
                                       : grpc::Status::OK);
       }
       if (finish_requested_ && !writing_ && pins_ == 0 && !read) {
@@ -304,13 +308,33 @@ class ExecuteReactor final
     }
     if (write) StartWrite(&response_);
     if (read) StartRead(&request_);
-    if (finish) Finish(status);  // `this` may be gone from here on
+    if (finish) {
+      // The session may take a new stream as soon as the client sees this one end.
+      DetachSession();
+      Finish(status);  // `this` may be gone from here on
+    }
+  }
+
+  void DetachSession() {
+    absl::MutexLock lock(&detach_mu_);
+    if (session_ != nullptr && !detached_) {
+      const uint64_t last_id = last_id_.load();
+      session_->DetachExecuteStream(last_id);
+      // Transfers waiting for commands this stream never read would wait forever.
+      session_->stream()->AbandonMarkersAbove(
+          last_id, absl::UnavailableError(absl::StrCat(
+                       "the execution stream ended after command ", last_id,
+                       ": the command this transfer waits for was never run")));
+    }
+    detached_ = true;
   }
 
   TensordService* const service_;
   const std::shared_ptr<ExecuteLink> link_;
   std::shared_ptr<Session> session_;  // set by Start
-  uint64_t last_id_ = 0;              // only OnReadDone touches it
+  std::atomic<uint64_t> last_id_{0};  // written by OnReadDone only
+  absl::Mutex detach_mu_;
+  bool detached_ ABSL_GUARDED_BY(detach_mu_) = false;
   v1::ExecuteRequest request_;        // owned by the read in flight while reading_
   v1::ExecuteResponse response_;      // owned by the write in flight while writing_
 

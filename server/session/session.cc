@@ -2,6 +2,8 @@
 
 #include <sys/random.h>
 
+#include <algorithm>
+
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
@@ -224,16 +226,17 @@ bool Session::closed() const {
   return closed_;
 }
 
-bool Session::AttachExecuteStream() {
+std::optional<uint64_t> Session::AttachExecuteStream() {
   absl::MutexLock lock(&mu_);
-  if (execute_attached_) return false;
+  if (execute_attached_) return std::nullopt;
   execute_attached_ = true;
-  return true;
+  return last_command_id_;
 }
 
-void Session::DetachExecuteStream() {
+void Session::DetachExecuteStream(uint64_t last_command_id) {
   absl::MutexLock lock(&mu_);
   execute_attached_ = false;
+  last_command_id_ = std::max(last_command_id_, last_command_id);
 }
 
 void Session::ManualSeed(uint64_t seed) {

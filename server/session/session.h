@@ -97,10 +97,12 @@ class Session {
   int64_t Close(const absl::Status& reason = absl::CancelledError("the session was closed"));
   bool closed() const;
 
-  // A session has at most one Execute stream (its command ids are the
-  // stream's markers). False if one is attached already.
-  bool AttachExecuteStream();
-  void DetachExecuteStream();
+  // A session has at most one Execute stream at a time. Command ids, which
+  // are its stream's markers, increase over the session's whole life, so a
+  // later Execute stream continues from the last id the previous one read.
+  // Attach returns that id, or nullopt if a stream is attached already.
+  std::optional<uint64_t> AttachExecuteStream();
+  void DetachExecuteStream(uint64_t last_command_id);
 
   // Seeds the session's generator (ManualSeed).
   void ManualSeed(uint64_t seed);
@@ -119,6 +121,7 @@ class Session {
   mutable absl::Mutex mu_;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
   bool execute_attached_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t last_command_id_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_map<std::string, Variable> tensors_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::shared_ptr<ParamOptimizer>> optimizers_
       ABSL_GUARDED_BY(mu_);
