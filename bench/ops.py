@@ -1,19 +1,25 @@
 #!/usr/bin/env python3
-"""Per-op overhead and compute speed of tensord, against baselines from the same run.
+"""Op overhead, pipelining, fairness and compute speed of tensord, against baselines
+measured in the same run.
 
-* `a + b` on two small tensors (one Op RPC, result returned as a handle) next
-  to the emptiest RPC the same client can make to the same server
-  (KeepAlive): the ratio is what an op costs beyond a round trip.
-* A 1024x1024 float32 matmul on the server next to NumPy's in this process
-  (both OpenBLAS underneath); the server figure includes its RPC.
-* The linear-regression training loop of examples/linear_regression.py
-  (model, MSELoss, SGD, 100 steps, predictions downloaded), end to end,
-  next to the same loop in local PyTorch when `torch` is importable and the
-  same 100 steps written by hand in NumPy.
+* Small ops: `a + b` on 4x4 tensors followed by a sync (one round trip) next to
+  the emptiest RPC the client can make (KeepAlive).
+* Pipelined throughput: `x = x + 1` issued N times, then one sync, in ops/s,
+  next to the same loop in blocking mode, sequential empty RPCs per second
+  (what one round trip per op would allow), and local PyTorch and NumPy.
+* Fairness: p50/p99 latency of a small op (op + sync) on an idle server, and
+  while a second client (another process) runs 2048x2048 matmuls back to back.
+* Matmul: one 1024x1024 float32 matmul next to NumPy's in this process, and
+  the combined throughput of two clients (processes) each running 1024x1024
+  matmuls next to one client's.
+* The linear-regression tutorial's training loop (model, MSELoss, SGD, 100
+  steps, predictions downloaded), pipelined and in blocking mode, next to the
+  same loop in local PyTorch (when `torch` is importable; one thread) and the
+  same 100 steps by hand in NumPy.
 
-Medians of interleaved runs.
+Medians of interleaved runs; the conditions are printed with the figures.
 
-    .venv/bin/python bench/ops.py [--runs N] [--size N]
+    python bench/ops.py [--runs N] [--size N] [--ops N]
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ import os
 import pathlib
 import statistics
 import subprocess
+import sys
 import time
 from typing import Callable
 
@@ -37,9 +44,7 @@ BINARY = pathlib.Path(os.environ.get("TENSORD_BIN", ROOT / "build" / "tensord"))
 def medians(candidates: dict[str, Callable[[], object]], runs: int, block: int = 1,
             pause: float = 0.0) -> dict[str, float]:
     """Median seconds per call. Rounds alternate the candidates; each runs
-    `block` calls in a row after `pause` seconds of rest, so that one
-    candidate's threads (OpenBLAS's spin for a while after a call) do not
-    slow the next one down on a small machine."""
+    `block` calls in a row after `pause` seconds of rest."""
     for fn in candidates.values():
         fn()
     times: dict[str, list[float]] = {name: [] for name in candidates}
@@ -48,65 +53,190 @@ def medians(candidates: dict[str, Callable[[], object]], runs: int, block: int =
             time.sleep(pause)
             for _ in range(block):
                 t0 = time.perf_counter()
-                result = fn()
+                fn()
                 times[name].append(time.perf_counter() - t0)
-                if isinstance(result, tensord.Tensor):
-                    # Freed now, outside the timing, rather than by the client's
-                    # background thread while the next call runs.
-                    result.free()
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=200, help="rounds for the latency figures")
-    parser.add_argument("--size", type=int, default=1024, help="matmul size N (NxN float32)")
-    args = parser.parse_args()
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
-    proc = subprocess.Popen([str(BINARY), "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
+
+def torch_or_none():
     try:
-        address = proc.stdout.readline().split()[-1]
-        with tensord.connect(address) as td:
-            a = td.from_numpy(np.ones((4, 4), np.float32))
-            b = td.from_numpy(np.ones((4, 4), np.float32))
-            session = td._session
+        import torch
+    except ImportError:
+        return None
+    torch.set_num_threads(1)  # small problems: threads only add overhead
+    return torch
 
-            lat = medians({
-                "a + b (4x4 float32)": lambda: a + b,  # type: ignore[operator]
-                "empty RPC (KeepAlive)": lambda: session.call("KeepAlive", pb.KeepAliveRequest()),
-            }, args.runs)
-            print(f"latency, median of {args.runs} interleaved runs, loopback, {os.cpu_count()} CPUs")
-            base = lat["empty RPC (KeepAlive)"]
-            for name, seconds in lat.items():
-                print(f"  {name:<34}{seconds * 1e6:9.1f} us   {seconds / base:5.2f}x the empty RPC")
-            print("  (each result is freed right after its call, outside the timing)")
 
-            n = args.size
-            x = np.random.default_rng(0).random((n, n), dtype=np.float32)
-            y = np.random.default_rng(1).random((n, n), dtype=np.float32)
-            tx, ty = td.from_numpy(x), td.from_numpy(y)
-            if hasattr(tx, "matmul"):
-                runs = max(5, args.runs // 20)
+# ---- worker processes (a second client that does not share this one's GIL) ------------
 
-                def server() -> tensord.Tensor:
-                    return tx @ ty
 
-                mm = medians({"tensord matmul": server, "NumPy matmul": lambda: x @ y}, runs,
-                             block=5, pause=0.3)
-                flops = 2 * n ** 3
-                print(f"\n{n}x{n} float32 matmul, median of {runs} alternating blocks of 5 calls")
-                for name, seconds in mm.items():
-                    print(f"  {name:<34}{seconds * 1e3:9.2f} ms  {flops / seconds / 1e9:7.1f} GFLOP/s")
-                print(f"  tensord / NumPy speed: {mm['NumPy matmul'] / mm['tensord matmul']:.2f}x")
-                np.testing.assert_allclose((tx @ ty).numpy(), x @ y, rtol=1e-4)
-            else:
-                print("\nmatmul: not available in this build")
+def matmul_worker(address: str, size: int, count: int, seconds: float) -> None:
+    """Runs size x size float32 matmuls back to back (a sync every 2, so the queue stays
+    short): `count` of them, or for `seconds` when count is 0. Prints the seconds taken."""
+    with tensord.connect(address) as td:
+        a = td.from_numpy(np.random.default_rng(0).random((size, size), dtype=np.float32))
+        b = td.from_numpy(np.random.default_rng(1).random((size, size), dtype=np.float32))
+        (a @ b).numpy()
+        print("ready", flush=True)
+        sys.stdin.readline()  # go
+        t0 = time.perf_counter()
+        done = 0
+        while (count and done < count) or (not count and time.perf_counter() - t0 < seconds):
+            c = a @ b
+            done += 1
+            if done % 2 == 0:
+                td.synchronize()
+            del c
+        td.synchronize()
+        print(f"{time.perf_counter() - t0} {done}", flush=True)
 
-            seed_loop(td, max(3, args.runs // 40))
+
+def start_workers(address: str, n: int, size: int, count: int, seconds: float) -> list[subprocess.Popen]:
+    procs = [subprocess.Popen([sys.executable, __file__, "--matmul-worker", address, str(size), str(count), str(seconds)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for _ in range(n)]
+    for p in procs:
+        assert p.stdout.readline().strip() == "ready"
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    return procs
+
+
+def finish_workers(procs: list[subprocess.Popen]) -> list[tuple[float, int]]:
+    out = []
+    for p in procs:
+        seconds, done = p.stdout.readline().split()
+        out.append((float(seconds), int(done)))
+        p.stdin.close()
+        p.wait()
+    return out
+
+
+# ---- the figures ---------------------------------------------------------------------
+
+
+def small_op_latency(td: tensord.Client, runs: int) -> None:
+    a = td.from_numpy(np.ones((4, 4), np.float32))
+    b = td.from_numpy(np.ones((4, 4), np.float32))
+    session = td._session
+
+    def op_and_sync() -> None:
+        c = a + b
+        td.synchronize()
+        del c
+
+    lat = medians({
+        "a + b, then synchronize()": op_and_sync,
+        "a + b, then .numpy()": lambda: (a + b).numpy(),
+        "empty RPC (KeepAlive)": lambda: session.call("KeepAlive", pb.KeepAliveRequest()),
+    }, runs)
+    base = lat["empty RPC (KeepAlive)"]
+    print(f"\nsmall ops (4x4 float32), median of {runs} interleaved runs, loopback")
+    for name, seconds in lat.items():
+        print(f"  {name:<34}{seconds * 1e6:9.1f} us   {seconds / base:5.2f}x the empty RPC")
+
+
+def pipelined_throughput(address: str, td: tensord.Client, n: int, runs: int) -> None:
+    session = td._session
+    torch = torch_or_none()
+
+    def chain(client: tensord.Client, count: int) -> None:
+        x = client.zeros(4)
+        for _ in range(count):
+            x = x + 1
+        x.numpy()
+
+    with tensord.connect(address, blocking=True) as blocking:
+        blocking_n = max(200, n // 20)
+        rpc_n = max(200, n // 20)
+        candidates: dict[str, tuple[Callable[[], object], int]] = {
+            "tensord pipelined": (lambda: chain(td, n), n),
+            "tensord blocking mode": (lambda: chain(blocking, blocking_n), blocking_n),
+            "sequential empty RPCs": (
+                lambda: [session.call("KeepAlive", pb.KeepAliveRequest()) for _ in range(rpc_n)], rpc_n),
+        }
+        if torch is not None:
+            def torch_chain() -> None:
+                x = torch.zeros(4)
+                for _ in range(n):
+                    x = x + 1
+            candidates["PyTorch (local, 1 thread)"] = (torch_chain, n)
+
+        def numpy_chain() -> None:
+            x = np.zeros(4, np.float32)
+            for _ in range(n):
+                x = x + 1
+        candidates["NumPy (local)"] = (numpy_chain, n)
+        seconds = medians({name: fn for name, (fn, _) in candidates.items()}, runs)
+    rates = {name: candidates[name][1] / s for name, s in seconds.items()}
+    print(f"\npipelined small ops: `x = x + 1` on 4 float32, {n} ops then one sync; median of {runs} runs")
+    ours = rates["tensord pipelined"]
+    for name, rate in rates.items():
+        print(f"  {name:<34}{rate:12,.0f} ops/s   tensord pipelined is {ours / rate:6.2f}x this")
+
+
+def fairness(address: str, td: tensord.Client, samples: int, size: int) -> None:
+    a = td.from_numpy(np.ones((4, 4), np.float32))
+
+    def sample() -> list[float]:
+        out = []
+        for _ in range(samples):
+            t0 = time.perf_counter()
+            (a + 1).numpy()
+            out.append(time.perf_counter() - t0)
+            time.sleep(0.001)
+        return out
+
+    sample()  # warm
+    idle = sample()
+    procs = start_workers(address, 1, size, 0, 3600)
+    try:
+        time.sleep(0.5)
+        loaded = sample()
     finally:
-        proc.terminate()
-        proc.wait()
+        for p in procs:
+            p.kill()
+            p.wait()
+    print(f"\nsmall-op latency (op + .numpy() of a 4x4), {samples} samples each")
+    print(f"  {'idle server':<44}p50 {percentile(idle, .5) * 1e3:6.2f} ms   p99 {percentile(idle, .99) * 1e3:6.2f} ms")
+    print(f"  {f'another client running {size}x{size} matmuls':<44}p50 {percentile(loaded, .5) * 1e3:6.2f} ms   "
+          f"p99 {percentile(loaded, .99) * 1e3:6.2f} ms   ({percentile(loaded, .99) / percentile(idle, .99):.2f}x idle p99)")
+
+
+def matmul_speed(td: tensord.Client, address: str, n: int, runs: int) -> None:
+    x = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    y = np.random.default_rng(1).random((n, n), dtype=np.float32)
+    tx, ty = td.from_numpy(x), td.from_numpy(y)
+
+    def server() -> None:
+        product = tx @ ty
+        td.synchronize()  # the product is computed, not downloaded
+        del product
+
+    mm = medians({"tensord matmul (+ sync)": server, "NumPy matmul": lambda: x @ y}, max(5, runs // 20),
+                 block=5, pause=0.3)
+    flops = 2 * n ** 3
+    print(f"\n{n}x{n} float32 matmul, median of alternating blocks of 5 calls")
+    for name, seconds in mm.items():
+        print(f"  {name:<34}{seconds * 1e3:9.2f} ms  {flops / seconds / 1e9:7.1f} GFLOP/s")
+    print(f"  tensord / NumPy speed: {mm['NumPy matmul'] / mm['tensord matmul (+ sync)']:.2f}x")
+    np.testing.assert_allclose((tx @ ty).numpy(), x @ y, rtol=1e-4)
+
+    count = 40
+    results = {}
+    for clients in (1, 2, 1, 2):
+        runs_ = finish_workers(start_workers(address, clients, n, count, 0))
+        wall = max(s for s, _ in runs_)
+        results.setdefault(clients, []).append(clients * count * flops / wall / 1e9)
+    one, two = statistics.median(results[1]), statistics.median(results[2])
+    print(f"  clients running {count} matmuls each (separate processes), combined GFLOP/s:")
+    print(f"    one client  {one:7.1f}")
+    print(f"    two clients {two:7.1f}   ({two / one:.2f}x one client's; {os.cpu_count()} CPUs)")
 
 
 def regression_data() -> tuple[np.ndarray, np.ndarray]:
@@ -143,31 +273,58 @@ def numpy_loop(X: np.ndarray, y: np.ndarray, epochs: int = 100) -> np.ndarray:
     return Xf @ w.T + b
 
 
-def seed_loop(td: tensord.Client, runs: int) -> None:
+def seed_loop(address: str, td: tensord.Client, runs: int) -> None:
     X, y = regression_data()
-    candidates: dict[str, Callable[[], object]] = {
-        "tensord (remote autograd)": lambda: training_loop(td, X, y),
-        "NumPy by hand": lambda: numpy_loop(X, y),
-    }
-    try:
-        import torch
-
-        torch.set_num_threads(1)  # a 100x1 problem: threads only add overhead
-        candidates["PyTorch (local)"] = lambda: training_loop(torch, X, y)
-    except ImportError:
-        torch = None
-    loop = medians(candidates, runs)
+    torch = torch_or_none()
+    with tensord.connect(address, blocking=True) as blocking:
+        candidates: dict[str, Callable[[], object]] = {
+            "tensord, pipelined": lambda: training_loop(td, X, y),
+            "tensord, blocking mode": lambda: training_loop(blocking, X, y),
+            "NumPy by hand": lambda: numpy_loop(X, y),
+        }
+        if torch is not None:
+            candidates["PyTorch (local, 1 thread)"] = lambda: training_loop(torch, X, y)
+        loop = medians(candidates, runs)
     steps = 100
-    print(f"\nlinear-regression seed loop (100 SGD steps + download), median of {runs} runs")
+    print(f"\nlinear-regression tutorial loop (100 SGD steps + download), median of {runs} runs")
     for name, seconds in loop.items():
         print(f"  {name:<34}{seconds * 1e3:9.2f} ms  {seconds / steps * 1e6:8.0f} us/step")
-    ours = loop["tensord (remote autograd)"]
     if torch is not None:
-        print(f"  tensord / PyTorch time: {ours / loop['PyTorch (local)']:.2f}x")
+        base = loop["PyTorch (local, 1 thread)"]
+        print(f"  PyTorch {torch.__version__} from PyPI, torch.set_num_threads(1)")
+        print(f"  tensord pipelined / PyTorch time: {loop['tensord, pipelined'] / base:.2f}x")
+        print(f"  tensord blocking / PyTorch time:  {loop['tensord, blocking mode'] / base:.2f}x")
     else:
-        print("  PyTorch: not importable here, so no PyTorch ratio (pip install torch to add it)")
-    print(f"  tensord / NumPy-by-hand time: {ours / loop['NumPy by hand']:.2f}x"
-          " (5 RPCs per step: forward, loss, zero_grad, backward, step)")
+        print("  PyTorch: not importable here, so no PyTorch ratio (run with a Python that has torch)")
+    print(f"  tensord pipelined / NumPy-by-hand time: {loop['tensord, pipelined'] / loop['NumPy by hand']:.2f}x")
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--matmul-worker":
+        address, size, count, seconds = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+        matmul_worker(address, size, count, seconds)
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=200, help="rounds for the latency figures")
+    parser.add_argument("--size", type=int, default=1024, help="matmul size N (NxN float32)")
+    parser.add_argument("--ops", type=int, default=20000, help="ops in the pipelined throughput chain")
+    parser.add_argument("--samples", type=int, default=500, help="samples for the latency percentiles")
+    args = parser.parse_args()
+
+    proc = subprocess.Popen([str(BINARY), "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        address = proc.stdout.readline().split()[-1]
+        print(f"tensord {BINARY}, {os.cpu_count()} CPUs, loopback; Python {sys.version.split()[0]}")
+        with tensord.connect(address) as td:
+            small_op_latency(td, args.runs)
+            pipelined_throughput(address, td, args.ops, max(3, args.runs // 40))
+            fairness(address, td, args.samples, 2048)
+            matmul_speed(td, address, args.size, args.runs)
+            seed_loop(address, td, max(3, args.runs // 20))
+    finally:
+        proc.terminate()
+        proc.wait()
 
 
 if __name__ == "__main__":

@@ -73,6 +73,11 @@ if TYPE_CHECKING:
 MAX_IN_FLIGHT = 4096
 _MAX_BATCH = 1024  # commands per ExecuteRequest (the server takes up to 4096)
 _END = object()  # ends the request stream (close)
+_FLUSH = object()  # someone waits: send what is queued now
+#: How long the sender waits for more commands before sending a batch that
+#: nobody waits for yet. Short next to a round trip's cost in the sending and
+#: receiving threads, long next to issuing an op (tens of microseconds).
+_LINGER_S = 0.001
 _COMMAND_TAG = b"\x0a"  # ExecuteRequest.commands: field 1, length-delimited
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
@@ -197,7 +202,8 @@ class Executor:
         if self._checks:
             self._run_checks()
         if self._last_id - self._completed >= MAX_IN_FLIGHT:
-            self._wait(self._last_id - MAX_IN_FLIGHT + 1)
+            # Down to half the window, not one command: one wake-up per batch.
+            self._wait(self._last_id - MAX_IN_FLIGHT // 2)
         with self._submit_lock:
             if self._closing:
                 raise FailedPreconditionError(f"tensord: the client for {self._session.target} is closed")
@@ -425,7 +431,9 @@ class Executor:
         an upload or download naming it as `after_command` is ordered after all of it."""
         if self._last_id == 0 and self._queue.empty():
             return 0  # nothing was ever issued
-        return self.submit("sync", pb.Command(sync=pb.SyncRequest())).id
+        command_id = self.submit("sync", pb.Command(sync=pb.SyncRequest())).id
+        self._queue.put(_FLUSH)  # the transfer that names it waits for it on the server
+        return command_id
 
     def wait_for(self, record: Command) -> None:
         """Waits until `record` has run (or failed) on the server."""
@@ -467,6 +475,7 @@ class Executor:
 
     def _wait(self, command_id: int) -> None:
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        self._queue.put(_FLUSH)
         with self._cond:
             while self._completed < command_id:
                 if self._ended is not None:
@@ -487,14 +496,24 @@ class Executor:
     # ---- the stream -----------------------------------------------------------
 
     def _requests(self) -> Iterator[bytes]:
-        """The request stream: each message is everything queued since the last one."""
+        """The request stream: each message is what was queued since the last one.
+
+        While nobody waits for a reply, the sender lingers up to _LINGER_S for
+        more commands, so that a program issuing ops one by one still sends
+        them in batches (each message costs the sending and receiving threads
+        far more than a command does). Whoever starts waiting puts _FLUSH on
+        the queue, which sends at once.
+        """
         get = self._queue.get
         get_nowait = self._queue.get_nowait
+        monotonic = time.monotonic
         while True:
             item = get()
             parts: list[bytes] = []
             frees: list[str] = []
             count = 0
+            flush = False
+            deadline = 0.0
             while True:
                 if item is _END:
                     if frees:
@@ -502,7 +521,9 @@ class Executor:
                     if parts:
                         yield b"".join(parts)
                     return
-                if type(item) is str:
+                if item is _FLUSH:
+                    flush = True
+                elif type(item) is str:
                     frees.append(item)
                 else:
                     if frees:
@@ -514,11 +535,24 @@ class Executor:
                     break
                 try:
                     item = get_nowait()
+                    continue
+                except queue.Empty:
+                    pass
+                if flush or not (parts or frees):
+                    break
+                if not deadline:
+                    deadline = monotonic() + _LINGER_S
+                remaining = deadline - monotonic()
+                if remaining <= 0:
+                    break
+                try:
+                    item = get(timeout=remaining)
                 except queue.Empty:
                     break
             if frees:
                 parts.append(_release_frame(frees))
-            yield b"".join(parts)
+            if parts:
+                yield b"".join(parts)
 
     def _read(self) -> None:
         pending = self._pending
