@@ -7,6 +7,12 @@
         print(t.T.numpy())          # a transposed ndarray, downloaded
         td.zeros(2, 3).float()      # tensors are freed when collected, or with .free()
 
+Ops are pipelined, like work queued on a CUDA stream: each returns at once
+and the server runs them in order; reading data (`numpy()`, `item()`, ...)
+or `td.synchronize()` waits for them and raises the first failure among
+them, naming the op and the line that issued it. `connect(blocking=True)`
+(or TENSORD_BLOCKING=1) waits for every op instead.
+
 Errors are `tensord.Error` subclasses named after the gRPC status codes.
 """
 from tensord import autograd

@@ -326,7 +326,7 @@ class Tensor:
         return self._view("select", select=pb.ViewRequest.Select(dim=dim, index=index))
 
     def __getitem__(self, key: Any) -> "Tensor":
-        """Basic indexing in one View RPC: ints, slices with positive steps, `...`, `None`, tuples of these.
+        """Basic indexing in one view command: ints, slices with positive steps, `...`, `None`, tuples of these.
 
         Negative steps raise ValueError and lists/arrays/bools TypeError, as in torch.
         """

@@ -42,8 +42,17 @@ absl::StatusOr<CommandResult> Publish(Session& session, const Command& command,
 absl::StatusOr<CommandResult> RunOpCommand(Session& session, const Command& command,
                                     const OpCommand& op) {
   // Named outputs are checked before the op runs, so that a bad handle costs
-  // no compute; their count is known only after it ran.
-  if (!command.outputs.empty()) RETURN_IF_ERROR(session.CheckNewHandles(command.outputs));
+  // no compute; their count is known only after it ran, except for in-place
+  // ops, which must not change their target before a command fails.
+  if (!command.outputs.empty()) {
+    ASSIGN_OR_RETURN(const OpDef* def, FindOp(op.op));
+    if (def->traits & kInPlace) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          op.op, " produces 0 outputs (it changes its first argument in place) but the command "
+          "names ", command.outputs.size(), " handles for them"));
+    }
+    RETURN_IF_ERROR(session.CheckNewHandles(command.outputs));
+  }
   std::vector<Operand> args;
   std::vector<std::shared_ptr<AutogradMeta>> autograd;
   args.reserve(op.args.size());

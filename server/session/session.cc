@@ -141,11 +141,24 @@ absl::StatusOr<std::shared_ptr<ParamOptimizer>> Session::GetOptimizer(
   return it->second;
 }
 
+Session::Dropped Session::DropLocked(const std::vector<std::string>& handles) {
+  Dropped dropped;
+  for (const std::string& handle : handles) {
+    if (auto it = tensors_.find(handle); it != tensors_.end()) {
+      dropped.tensors.push_back(std::move(it->second));
+      tensors_.erase(it);
+    } else if (auto opt = optimizers_.find(handle); opt != optimizers_.end()) {
+      dropped.optimizers.push_back(std::move(opt->second));
+      optimizers_.erase(opt);
+    }  // else: unknown, or listed twice
+  }
+  return dropped;
+}
+
 absl::StatusOr<int64_t> Session::Free(const std::vector<std::string>& handles) {
-  // Tensors are moved out under the lock and destroyed after it, so freeing a
-  // large storage never blocks other requests of this session.
-  std::vector<Variable> dropped;
-  std::vector<std::shared_ptr<ParamOptimizer>> dropped_optimizers;
+  // Entries are moved out under the lock and destroyed after it, so freeing
+  // a large storage never blocks other requests of this session.
+  Dropped dropped;
   {
     absl::MutexLock lock(&mu_);
     for (const std::string& handle : handles) {
@@ -153,35 +166,18 @@ absl::StatusOr<int64_t> Session::Free(const std::vector<std::string>& handles) {
         return absl::NotFoundError(absl::StrCat("cannot free unknown handle '", handle, "'"));
       }
     }
-    for (const std::string& handle : handles) {
-      if (auto it = tensors_.find(handle); it != tensors_.end()) {
-        dropped.push_back(std::move(it->second));
-        tensors_.erase(it);
-      } else if (auto opt = optimizers_.find(handle); opt != optimizers_.end()) {
-        dropped_optimizers.push_back(std::move(opt->second));
-        optimizers_.erase(opt);
-      }  // else: listed twice
-    }
+    dropped = DropLocked(handles);
   }
-  return static_cast<int64_t>(dropped.size() + dropped_optimizers.size());
+  return dropped.size();
 }
 
 int64_t Session::Release(const std::vector<std::string>& handles) {
-  std::vector<Variable> dropped;  // destroyed after the lock, as in Free
-  std::vector<std::shared_ptr<ParamOptimizer>> dropped_optimizers;
+  Dropped dropped;  // destroyed after the lock, as in Free
   {
     absl::MutexLock lock(&mu_);
-    for (const std::string& handle : handles) {
-      if (auto it = tensors_.find(handle); it != tensors_.end()) {
-        dropped.push_back(std::move(it->second));
-        tensors_.erase(it);
-      } else if (auto opt = optimizers_.find(handle); opt != optimizers_.end()) {
-        dropped_optimizers.push_back(std::move(opt->second));
-        optimizers_.erase(opt);
-      }
-    }
+    dropped = DropLocked(handles);
   }
-  return static_cast<int64_t>(dropped.size() + dropped_optimizers.size());
+  return dropped.size();
 }
 
 std::vector<std::pair<std::string, Variable>> Session::List() const {

@@ -113,6 +113,15 @@ class Session {
  private:
   // InvalidArgument for a handle CheckNewHandles refuses.
   absl::Status CheckNewHandle(const std::string& handle) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // What Free and Release take out of the maps, for the caller to destroy
+  // once the lock is released.
+  struct Dropped {
+    std::vector<Variable> tensors;
+    std::vector<std::shared_ptr<ParamOptimizer>> optimizers;
+    int64_t size() const { return static_cast<int64_t>(tensors.size() + optimizers.size()); }
+  };
+  // Moves out the entries of `handles` that exist (tensors or optimizers).
+  Dropped DropLocked(const std::vector<std::string>& handles) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const std::string id_;
   const std::string client_name_;

@@ -583,6 +583,7 @@ def test_close_frees_the_session_and_is_idempotent(server_factory):
         client = tensord.connect(srv.address, timeout=30, client_name="closer")
         assert watcher.memory_info().sessions == 2
         kept = client.ones(1 << 20, dtype=np.uint8)
+        client.synchronize()  # another session's view of memory does not wait for this one's ops
         assert watcher.memory_info().bytes_in_use >= 1 << 20
         client.close()
         client.close()

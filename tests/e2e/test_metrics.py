@@ -159,6 +159,7 @@ def test_views_count_handles_but_not_bytes(metered):
     srv, metrics = metered
     with tensord.connect(srv.address, timeout=30) as td:
         base = td.zeros(10, 100, dtype="float64")  # 8000 bytes
+        td.synchronize()
         before = scrape(metrics)
         transposed = base.T  # kept referenced: a collected view would be freed in the background
         view = transposed.unsqueeze(0)

@@ -10,7 +10,7 @@
 Layers that create weights (`Linear`) are reached through a client, `td.nn`,
 so that they know which server to create them on (see `bind`); everything
 else is the same object through `td.nn` and `tensord.nn`. Parameters live on
-the server; every layer's forward is one op RPC, recorded for autograd.
+the server; every layer's forward is one server op, recorded for autograd.
 """
 from tensord.nn import functional
 from tensord.nn.activation import GELU, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh

@@ -1,6 +1,6 @@
 """`tensord.nn.functional` (import it as `F`): layers and losses as functions, like torch's.
 
-Each function is one server op (one Op RPC) and records for autograd like
+Each function is one server op (one pipelined command) and records for autograd like
 any other op; arguments are checked here first where torch checks them in
 Python (reduction names, dropout probability, GELU approximation, shapes of
 binary cross entropy), with torch's messages.
@@ -171,7 +171,7 @@ def log_softmax(input: Tensor, dim: Optional[int] = None, _stacklevel: int = 3, 
 def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
     """Zeroes each element with probability `p` and scales the rest by 1/(1-p) when `training`.
 
-    Outside training it returns `input` itself, without an RPC. `inplace` is
+    Outside training it returns `input` itself, issuing nothing. `inplace` is
     accepted for compatibility and computes out of place.
     """
     if not isinstance(p, numbers.Real) or not 0.0 <= p <= 1.0:

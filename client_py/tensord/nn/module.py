@@ -9,7 +9,7 @@ walks these registries in registration order, with torch's dotted names
 
 Parameters and buffers live on the server; a Module itself is a plain Python
 object. Calls that touch many parameters batch them: `zero_grad()` is one
-RPC per client, whatever the number of parameters.
+command per client, whatever the number of parameters.
 
 Not thread-safe: build and mutate a Module from one thread.
 """

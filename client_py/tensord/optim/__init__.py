@@ -7,7 +7,7 @@
         optimizer.step()
 
 The optimizer's state lives on the server; `step()` and `zero_grad()` are
-one RPC each, whatever the number of parameters.
+one command each, whatever the number of parameters.
 """
 from tensord.optim.adam import Adam, AdamW
 from tensord.optim.optimizer import Optimizer
