@@ -14,7 +14,7 @@ APT_PACKAGES := build-essential cmake pkg-config \
   libgtest-dev prometheus-cpp-dev libopenblas-dev python3 python3-venv python3-dev
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: all deps build venv run test test-cpp test-python bench clean
+.PHONY: all deps build venv run test test-cpp test-python bench bench-ops clean
 
 all: build
 
@@ -60,6 +60,13 @@ test: test-cpp test-python
 
 bench: build venv
 	$(VENV)/bin/python bench/transfer.py
+
+# Op overhead, pipelining, fairness, matmul and the training loop. Set
+# BENCH_PYTHON to an interpreter that has torch (and the client) for the
+# PyTorch baselines.
+BENCH_PYTHON ?= $(VENV)/bin/python
+bench-ops: build venv
+	$(BENCH_PYTHON) bench/ops.py
 
 clean:
 	rm -rf $(BUILD_DIR)

@@ -263,6 +263,8 @@ class Tensor:
 
     def item(self) -> Any:
         """The value of a one-element tensor as a Python scalar (a sync point)."""
+        if self._src is None and self.numel() != 1:  # known already: refuse without a transfer
+            raise ValueError(f"item() needs a tensor with one element, this one has {self.numel()}")
         arr = self.numpy()  # one round trip: the shape comes with the data
         if arr.size != 1:
             raise ValueError(f"item() needs a tensor with one element, this one has {arr.size}")
@@ -273,6 +275,8 @@ class Tensor:
         return self.numpy().tolist()
 
     def __bool__(self) -> _bool:
+        if self._src is None and self.numel() != 1:
+            raise ValueError(f"the truth value of a tensor with {self.numel()} elements is ambiguous")
         arr = self.numpy()
         if arr.size != 1:
             raise ValueError(f"the truth value of a tensor with {arr.size} elements is ambiguous")
