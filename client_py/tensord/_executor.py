@@ -257,12 +257,12 @@ class Executor:
         """Runs the waiting checks whose commands have all run (oldest first)."""
         checks = self._checks
         while checks:
-            pending = checks[0]
-            if any(command is not None and command.id > self._completed for _, command, _ in pending.sources):
-                return
-            try:
-                checks.popleft()
+            try:  # taken first, so that two threads never run the same check
+                pending = checks.popleft()
             except IndexError:
+                return
+            if any(command is not None and command.id > self._completed for _, command, _ in pending.sources):
+                checks.appendleft(pending)  # not ready: neither are the ones behind it, mostly
                 return
             self._run_check(pending)
 
