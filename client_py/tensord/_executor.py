@@ -73,12 +73,19 @@ if TYPE_CHECKING:
 MAX_IN_FLIGHT = 4096
 _MAX_BATCH = 1024  # commands per ExecuteRequest (the server takes up to 4096)
 _END = object()  # ends the request stream (close)
-_FLUSH = object()  # someone waits: send what is queued now
+
+
+class _Flush(int):
+    """Queued by a thread that waits for command `int(self)`: the sender sends at
+    once and asks the server (ExecuteRequest.flush_through) to reply at once."""
+
+    __slots__ = ()
 #: How long the sender waits for more commands before sending a batch that
 #: nobody waits for yet. Short next to a round trip's cost in the sending and
 #: receiving threads, long next to issuing an op (tens of microseconds).
 _LINGER_S = 0.001
 _COMMAND_TAG = b"\x0a"  # ExecuteRequest.commands: field 1, length-delimited
+_FLUSH_THROUGH_TAG = b"\x10"  # ExecuteRequest.flush_through: field 2, varint
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
@@ -151,9 +158,16 @@ class Command:
         self.failure: Optional[Failure] = None
 
 
+# The tag and length prefix of the commands short enough for a one-byte length
+# (nearly all of them).
+_SHORT_PREFIXES = [_COMMAND_TAG + bytes((n,)) for n in range(128)]
+
+
 def _frame(command: pb.Command) -> bytes:
     data = command.SerializeToString()
-    return b"".join((_COMMAND_TAG, _wire.encode_varint(len(data)), data))
+    n = len(data)
+    prefix = _SHORT_PREFIXES[n] if n < 128 else _COMMAND_TAG + _wire.encode_varint(n)
+    return prefix + data
 
 
 def _release_frame(handles: list[str]) -> bytes:
@@ -301,7 +315,17 @@ class Executor:
             if isinstance(arg, Tensor):
                 request.args.add(handle=self._operand(client, arg, name, inputs))
             else:
-                request.args.add(scalar=_wire.scalar(arg))
+                scalar = request.args.add().scalar
+                kind = type(arg)
+                if kind is int:  # the common cases, without building a Scalar to copy
+                    if -(1 << 63) <= arg < (1 << 63):
+                        scalar.i = arg
+                    else:
+                        scalar.CopyFrom(_wire.scalar(arg))  # raises the range error
+                elif kind is float:
+                    scalar.f = arg
+                else:
+                    scalar.CopyFrom(_wire.scalar(arg))
         for key, value in attrs.items():
             if value is None:
                 continue
@@ -432,7 +456,7 @@ class Executor:
         if self._last_id == 0 and self._queue.empty():
             return 0  # nothing was ever issued
         command_id = self.submit("sync", pb.Command(sync=pb.SyncRequest())).id
-        self._queue.put(_FLUSH)  # the transfer that names it waits for it on the server
+        self._queue.put(_Flush(command_id))  # the transfer that names it waits for it
         return command_id
 
     def wait_for(self, record: Command) -> None:
@@ -475,7 +499,7 @@ class Executor:
 
     def _wait(self, command_id: int) -> None:
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
-        self._queue.put(_FLUSH)
+        self._queue.put(_Flush(command_id))
         with self._cond:
             while self._completed < command_id:
                 if self._ended is not None:
@@ -501,8 +525,9 @@ class Executor:
         While nobody waits for a reply, the sender lingers up to _LINGER_S for
         more commands, so that a program issuing ops one by one still sends
         them in batches (each message costs the sending and receiving threads
-        far more than a command does). Whoever starts waiting puts _FLUSH on
-        the queue, which sends at once.
+        far more than a command does). A thread that starts waiting queues a
+        _Flush: the message goes out at once and tells the server, in
+        `flush_through`, to answer without batching.
         """
         get = self._queue.get
         get_nowait = self._queue.get_nowait
@@ -512,7 +537,7 @@ class Executor:
             parts: list[bytes] = []
             frees: list[str] = []
             count = 0
-            flush = False
+            flush_through = 0
             deadline = 0.0
             while True:
                 if item is _END:
@@ -521,8 +546,8 @@ class Executor:
                     if parts:
                         yield b"".join(parts)
                     return
-                if item is _FLUSH:
-                    flush = True
+                if type(item) is _Flush:
+                    flush_through = max(flush_through, item)
                 elif type(item) is str:
                     frees.append(item)
                 else:
@@ -538,7 +563,7 @@ class Executor:
                     continue
                 except queue.Empty:
                     pass
-                if flush or not (parts or frees):
+                if flush_through or not (parts or frees):
                     break
                 if not deadline:
                     deadline = monotonic() + _LINGER_S
@@ -551,6 +576,8 @@ class Executor:
                     break
             if frees:
                 parts.append(_release_frame(frees))
+            if flush_through:
+                parts.append(_FLUSH_THROUGH_TAG + _wire.encode_varint(flush_through))
             if parts:
                 yield b"".join(parts)
 

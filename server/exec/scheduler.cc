@@ -60,6 +60,11 @@ size_t Stream::pending() const {
   return queue_.size() + (running_ ? 1 : 0);
 }
 
+size_t Stream::queued() const {
+  absl::MutexLock lock(&scheduler_->mu_);
+  return queue_.size();
+}
+
 uint64_t Stream::reached() const {
   absl::MutexLock lock(&scheduler_->mu_);
   return reached_;

@@ -72,6 +72,8 @@ class Stream : public std::enable_shared_from_this<Stream> {
 
   // Tasks queued or running.
   size_t pending() const;
+  // Tasks queued, not counting one running now.
+  size_t queued() const;
 
   // The marker of the last marked task that ran (0 before any).
   uint64_t reached() const;

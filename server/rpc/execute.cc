@@ -37,6 +37,10 @@ namespace {
 constexpr size_t kMaxInFlight = 1024;
 // A larger message is refused: it would bypass the in-flight bound.
 constexpr int kMaxCommandsPerMessage = 4096;
+// Completions held back, while more of the session's commands are queued
+// and the client waits for none of them, before a reply goes out anyway.
+// Each reply message costs a Python client far more than a command does.
+constexpr size_t kReplyBatch = 64;
 
 class ExecuteReactor;
 
@@ -216,6 +220,7 @@ class ExecuteReactor final
       absl::MutexLock lock(&mu_);
       in_flight_ += static_cast<size_t>(request_.commands_size());
       draining = draining_;
+      flush_through_ = std::max(flush_through_, request_.flush_through());
     }
     const std::shared_ptr<exec::Stream>& stream = session_->stream();
     for (const v1::Command& proto : request_.commands()) {
@@ -281,7 +286,13 @@ class ExecuteReactor final
     {
       absl::MutexLock lock(&mu_);
       if (finished_) return;
-      if (!writing_ && !broken_ && (!outbox_.empty() || completed_ > sent_completed_)) {
+      const bool news = !outbox_.empty() || completed_ > sent_completed_;
+      // Replies go out when the client waits for one of them, when the
+      // session's queue is empty (the last reply the client can wait for),
+      // or when kReplyBatch have collected.
+      const bool due = news && (flush_through_ > sent_completed_ || done_unsent_ >= kReplyBatch ||
+                                read_closed_ || draining_ || session_->stream()->queued() == 0);
+      if (!writing_ && !broken_ && due) {
         response_.Clear();
         for (v1::CommandResult& result : outbox_) *response_.add_results() = std::move(result);
         outbox_.clear();
@@ -353,6 +364,7 @@ class ExecuteReactor final
   size_t sending_ ABSL_GUARDED_BY(mu_) = 0;        // covered by the write in flight
   uint64_t completed_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t sent_completed_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t flush_through_ ABSL_GUARDED_BY(mu_) = 0;  // the client waits up to here
   std::vector<v1::CommandResult> outbox_ ABSL_GUARDED_BY(mu_);
 };
 
