@@ -374,7 +374,11 @@ class Client:
     # ---- ops by name -------------------------------------------------------
 
     def _op(self, name: str, *args: Any, nout: int = 1, **attrs: Any) -> list[Tensor]:
-        """Issues server op `name` on tensors/numbers `args` with named `attrs` (None: omitted)."""
+        """Issues server op `name` on tensors/numbers `args` with named `attrs` (None: omitted).
+
+        `nout` is how many tensors the op makes: 1 for most, 2 for max/min
+        with a dim, 0 for in-place ops.
+        """
         return self._executor.op(self, name, args, attrs, nout)
 
     def manual_seed(self, seed: int) -> None:

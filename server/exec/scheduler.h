@@ -32,6 +32,11 @@
 // last task that ran; WhenReached lets another call (a download ordered
 // after command N) wait for a point in the stream without being a task.
 //
+// Place in the layering: exec/ is a runtime below session/ (a session owns
+// its Stream) and beside ops/ (kernels call ParallelFor); it knows nothing
+// of sessions, commands or gRPC, which is what lets a GPU backend and the
+// training jobs reuse it as it is.
+//
 // Thread-safety: all methods are thread-safe. Every stream's state is
 // guarded by its scheduler's one mutex; tasks and callbacks run without it
 // held, so they may enqueue, close or query streams. A Task is called
