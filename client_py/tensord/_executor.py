@@ -55,7 +55,6 @@ from tensord.errors import (
     DeadlineExceededError,
     Error,
     FailedPreconditionError,
-    NotFoundError,
     UnavailableError,
     error_class,
     from_rpc_error,
@@ -652,10 +651,6 @@ class Executor:
             self._reader.join()
         with self._cond:
             return self._unraised.popleft() if self._unraised else None
-
-    @property
-    def ended(self) -> bool:
-        return self._ended is not None
 
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}

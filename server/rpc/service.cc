@@ -124,11 +124,6 @@ void TensordService::BeginDrain() {
   for (const std::shared_ptr<Drainable>& stream : streams) stream->Drain();
 }
 
-bool TensordService::draining() const {
-  absl::MutexLock lock(&mu_);
-  return draining_;
-}
-
 bool TensordService::Register(std::shared_ptr<Drainable> stream) {
   absl::MutexLock lock(&mu_);
   if (draining_) return false;

@@ -59,7 +59,6 @@ class TensordService final
   // stream runs what it has queued, fails what arrives later with
   // UNAVAILABLE, and then ends UNAVAILABLE.
   void BeginDrain();
-  bool draining() const;
 
   // Execute streams register themselves while they live (for BeginDrain).
   class Drainable {

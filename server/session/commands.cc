@@ -12,8 +12,7 @@ namespace {
 
 // The handles for `count` outputs: the command's own (exactly `count`), or
 // fresh random ones when it names none.
-absl::StatusOr<std::vector<std::string>> OutputHandles(const Session& session,
-                                                       const Command& command, size_t count) {
+absl::StatusOr<std::vector<std::string>> OutputHandles(const Command& command, size_t count) {
   if (command.outputs.empty()) {
     std::vector<std::string> handles;
     for (size_t i = 0; i < count; ++i) handles.push_back(NewRandomId());
@@ -24,15 +23,14 @@ absl::StatusOr<std::vector<std::string>> OutputHandles(const Session& session,
         CommandName(command), " produces ", count, count == 1 ? " output" : " outputs",
         " but the command names ", command.outputs.size(), " handles for them"));
   }
-  RETURN_IF_ERROR(session.CheckNewHandles(command.outputs));
-  return command.outputs;
+  return command.outputs;  // PutAs checks that they are new
 }
 
 // Registers `variables` under the command's output handles.
 absl::StatusOr<CommandResult> Publish(Session& session, const Command& command,
                                       std::vector<Variable> variables) {
   ASSIGN_OR_RETURN(std::vector<std::string> handles,
-                   OutputHandles(session, command, variables.size()));
+                   OutputHandles(command, variables.size()));
   CommandResult result;
   for (size_t i = 0; i < handles.size(); ++i) result.tensors.emplace_back(handles[i], variables[i]);
   RETURN_IF_ERROR(session.PutAs(handles, std::move(variables)));

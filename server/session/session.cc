@@ -52,8 +52,7 @@ absl::Status Session::CheckNewHandle(const std::string& handle) const {
   return absl::OkStatus();
 }
 
-absl::Status Session::CheckNewHandles(const std::vector<std::string>& handles) const {
-  absl::MutexLock lock(&mu_);
+absl::Status Session::CheckNewHandlesLocked(const std::vector<std::string>& handles) const {
   if (closed_) {
     return absl::FailedPreconditionError(absl::StrCat("session ", id_, " is closed"));
   }
@@ -69,16 +68,15 @@ absl::Status Session::CheckNewHandles(const std::vector<std::string>& handles) c
   return absl::OkStatus();
 }
 
+absl::Status Session::CheckNewHandles(const std::vector<std::string>& handles) const {
+  absl::MutexLock lock(&mu_);
+  return CheckNewHandlesLocked(handles);
+}
+
 absl::Status Session::PutAs(const std::vector<std::string>& handles,
                             std::vector<Variable> variables) {
-  RETURN_IF_ERROR(CheckNewHandles(handles));
   absl::MutexLock lock(&mu_);
-  // Checked again under this lock: only one command of a session runs at a
-  // time, but the unary Free and Close are not commands.
-  if (closed_) {
-    return absl::FailedPreconditionError(absl::StrCat("session ", id_, " is closed"));
-  }
-  for (const std::string& handle : handles) RETURN_IF_ERROR(CheckNewHandle(handle));
+  RETURN_IF_ERROR(CheckNewHandlesLocked(handles));
   for (size_t i = 0; i < handles.size(); ++i) {
     tensors_.emplace(handles[i], std::move(variables[i]));
   }

@@ -113,6 +113,8 @@ class Session {
  private:
   // InvalidArgument for a handle CheckNewHandles refuses.
   absl::Status CheckNewHandle(const std::string& handle) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status CheckNewHandlesLocked(const std::vector<std::string>& handles) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // What Free and Release take out of the maps, for the caller to destroy
   // once the lock is released.
   struct Dropped {
