@@ -402,7 +402,27 @@ class Client:
         return self._op("minimum", input, other)[0]
 
     def clamp(self, input: Tensor, min: Any = None, max: Any = None) -> Tensor:
+        """torch.clamp: see Tensor.clamp."""
         return input.clamp(min, max)
+
+    clip = clamp
+
+    def floor_divide(self, input: Any, other: Any) -> Tensor:
+        """torch.floor_divide: Python's `//`, elementwise."""
+        return self._binary("floor_divide", input, other)
+
+    def remainder(self, input: Any, other: Any) -> Tensor:
+        """torch.remainder: Python's `%`, elementwise, with the divisor's sign."""
+        return self._binary("remainder", input, other)
+
+    def pow(self, input: Any, exponent: Any) -> Tensor:
+        """torch.pow: `input ** exponent`; either may be a number."""
+        return self._binary("pow", input, exponent)
+
+    def _binary(self, name: str, input: Any, other: Any) -> Tensor:
+        if not isinstance(input, Tensor) and not isinstance(other, Tensor):
+            raise TypeError(f"{name}() needs at least one tensor argument")
+        return self._op(name, input, other)[0]
 
     # ---- linear algebra and joins (torch.* names) ---------------------------
 

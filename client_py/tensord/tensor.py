@@ -412,6 +412,18 @@ class Tensor:
     def __rtruediv__(self, other: Any) -> "Tensor":
         return self._binary("div", other, reflected=True)
 
+    def __floordiv__(self, other: Any) -> "Tensor":
+        return self._binary("floor_divide", other)
+
+    def __rfloordiv__(self, other: Any) -> "Tensor":
+        return self._binary("floor_divide", other, reflected=True)
+
+    def __mod__(self, other: Any) -> "Tensor":
+        return self._binary("remainder", other)
+
+    def __rmod__(self, other: Any) -> "Tensor":
+        return self._binary("remainder", other, reflected=True)
+
     def __pow__(self, other: Any) -> "Tensor":
         return self._binary("pow", other)
 
@@ -459,7 +471,20 @@ class Tensor:
         return self._binary("div", other)
 
     def pow(self, exponent: Any) -> "Tensor":
+        """self ** exponent; an integer tensor to a negative number raises, as in torch."""
         return self._binary("pow", exponent)
+
+    def floor_divide(self, other: Any) -> "Tensor":
+        """Division rounded toward negative infinity, Python's `//` (torch.floor_divide).
+
+        Integer division by zero raises InvalidArgumentError; floats give inf or nan.
+        Not differentiable.
+        """
+        return self._binary("floor_divide", other)
+
+    def remainder(self, other: Any) -> "Tensor":
+        """The remainder with the divisor's sign, Python's `%` (torch.remainder)."""
+        return self._binary("remainder", other)
 
     def maximum(self, other: Any) -> "Tensor":
         return self._binary("maximum", other)
@@ -532,8 +557,28 @@ class Tensor:
         return self._unary("gelu")
 
     def clamp(self, min: Any = None, max: Any = None) -> "Tensor":
-        """Limits values to [min, max]; either bound may be None."""
+        """Limits values to [min, max]; either bound may be None, a number or a tensor.
+
+        Number bounds must suit the dtype, as in torch: an integer bound that excludes the
+        dtype's whole range, or a float bound a float16 tensor cannot hold, raises. Tensor
+        bounds broadcast and compute as minimum(maximum(self, min), max), in the dtype of
+        all three; where min > max the result is max.
+        """
+        if isinstance(min, Tensor) or isinstance(max, Tensor):
+            if min is None:
+                return self._op("clamp_max", self, max)[0]
+            if max is None:
+                return self._op("clamp_min", self, min)[0]
+            return self._op("clamp", self, min, max)[0]
         return self._op("clamp", self, min=min, max=max)[0]
+
+    clip = clamp
+
+    def clamp_min(self, min: Any) -> "Tensor":
+        return self.clamp(min=min)
+
+    def clamp_max(self, max: Any) -> "Tensor":
+        return self.clamp(max=max)
 
     def where(self, condition: "Tensor", other: Any) -> "Tensor":
         """`self` where `condition` holds, else `other` (torch.Tensor.where)."""

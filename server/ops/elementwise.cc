@@ -4,7 +4,10 @@
 // broadcasts shapes here, once; the CPU loops in ops/cpu/ only compute.
 // Backward functions return gradients in the broadcast shape; the autograd
 // engine sums them back to each input's shape.
+#include <algorithm>
 #include <array>
+#include <limits>
+#include <type_traits>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -27,6 +30,8 @@ enum Flags : unsigned {
   kFloatCompute = 4,    // integers and bools are computed in float32 (torch's default dtype)
   kBoolResult = 8,      // a predicate: the result is bool
   kRealResult = 16,     // complex inputs give their real dtype (abs)
+  kNoBoolOperand = 32,  // subtraction: no bool operand at all (promotion.h)
+  kIntDivision = 64,    // integer division: a zero divisor is an error
 };
 
 // `operand` as a tensor of `dtype` with `shape`: scalars become a broadcast
@@ -81,6 +86,7 @@ absl::StatusOr<std::vector<Tensor>> BinaryOp(const OpContext& ctx) {
   RETURN_IF_ERROR(ctx.ExpectArgs(2, 2));
   RETURN_IF_ERROR(RequireTensor(ctx));
   const std::array<Operand, 2> operands = {ctx.arg(0), ctx.arg(1)};
+  if (kFlags & kNoBoolOperand) RETURN_IF_ERROR(CheckSubtractionOperands(operands));
   const DType promoted = ResultType(operands);
   RETURN_IF_ERROR(CheckDType(promoted, kFlags));
   const DType compute = ComputeDType(promoted, kFlags);
@@ -91,6 +97,14 @@ absl::StatusOr<std::vector<Tensor>> BinaryOp(const OpContext& ctx) {
   ASSIGN_OR_RETURN(Dims shape, BroadcastShapes(shape_of(operands[0]), shape_of(operands[1])));
   ASSIGN_OR_RETURN(Tensor a, Prepare(operands[0], compute, shape, ctx));
   ASSIGN_OR_RETURN(Tensor b, Prepare(operands[1], compute, shape, ctx));
+  if constexpr ((kFlags & kIntDivision) != 0) {
+    bool zero = false;
+    VisitDType(compute, [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      if constexpr (std::is_integral_v<T>) zero = cpu::AnyZero<T>(b);
+    });
+    if (zero) return absl::InvalidArgumentError("ZeroDivisionError: integer division by zero");
+  }
   ASSIGN_OR_RETURN(Tensor out,
                    Tensor::Empty(ResultDType(compute, kFlags), shape, Device::Cpu(), ctx.budget()));
   VisitDType(compute, [&](auto tag) {
@@ -143,25 +157,99 @@ absl::StatusOr<std::vector<Tensor>> WhereOp(const OpContext& ctx) {
   return std::vector<Tensor>{out};
 }
 
-// clamp(x, min=None, max=None): the bounds are numbers in the attributes
-// "min" and "max"; either may be absent, not both.
-absl::StatusOr<std::vector<Tensor>> ClampOp(const OpContext& ctx) {
-  RETURN_IF_ERROR(ctx.ExpectArgs(1, 1));
-  ASSIGN_OR_RETURN(Tensor x, ctx.TensorArg(0));
-  ASSIGN_OR_RETURN(std::optional<Scalar> lo, ctx.ScalarAttr("min"));
-  ASSIGN_OR_RETURN(std::optional<Scalar> hi, ctx.ScalarAttr("max"));
-  if (!lo && !hi) {
-    return absl::InvalidArgumentError("at least one of 'min' or 'max' must be given");
+// pow(a, b): an integer tensor to a negative Python-number power is refused,
+// and a Python-number exponent of 0 gives ones (even for 0j and NaN bases),
+// both as in PyTorch; everything else is the elementwise functor.
+absl::StatusOr<std::vector<Tensor>> PowOp(const OpContext& ctx) {
+  RETURN_IF_ERROR(ctx.ExpectArgs(2, 2));
+  const Scalar* exponent = std::get_if<Scalar>(&ctx.arg(1));
+  const Tensor* base = std::get_if<Tensor>(&ctx.arg(0));
+  if (exponent && base) {
+    const std::array<Operand, 2> operands = {ctx.arg(0), ctx.arg(1)};
+    const DType dtype = ResultType(operands);
+    if (IsIntegral(dtype) && exponent->is_integral() && exponent->ToInt64() < 0) {
+      return absl::InvalidArgumentError("Integers to negative integer powers are not allowed");
+    }
+    if (exponent->ToDouble() == 0.0 && exponent->imag == 0.0 && dtype != DType::kBool) {
+      ASSIGN_OR_RETURN(Tensor ones, Full(base->shape(), Scalar{int64_t{1}},
+                                         TensorOptions{dtype, base->device(), ctx.budget()}));
+      return std::vector<Tensor>{std::move(ones)};
+    }
   }
+  return BinaryOp<f::Pow, kComplexOk>(ctx);
+}
+
+// A number bound of clamp in `dtype`. Integer bounds saturate into the
+// dtype's range, which clamps to the same values, but one that excludes the
+// whole range (uint8 with min=300) is refused; floating bounds must be
+// convertible (core/scalar.h). Both as in PyTorch.
+absl::StatusOr<Scalar> ClampBound(const Scalar& bound, DType dtype, bool is_min) {
+  if (!IsIntegral(dtype) || !bound.is_integral()) {
+    RETURN_IF_ERROR(CheckConvertible(bound, dtype));
+    return bound;
+  }
+  int64_t lowest = 0, highest = 0;
+  VisitDType(dtype, [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+      lowest = std::numeric_limits<T>::min();
+      highest = std::numeric_limits<T>::max();
+    }
+  });
+  const int64_t v = bound.ToInt64();
+  if ((is_min && v > highest) || (!is_min && v < lowest)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        is_min ? "min" : "max", " value ", v, " is outside the representable range of ",
+        DTypeName(dtype)));
+  }
+  return Scalar{std::clamp(v, lowest, highest)};
+}
+
+// clamp(x, min=None, max=None) with number bounds in the attributes "min"
+// and "max" (either may be absent, not both); or clamp(x, min, max) with
+// both bounds positional, tensors or numbers, computed as
+// minimum(maximum(x, min), max) in the dtype of all three, as in PyTorch.
+absl::StatusOr<std::vector<Tensor>> ClampOp(const OpContext& ctx) {
+  RETURN_IF_ERROR(ctx.ExpectArgs(1, 3));
+  if (ctx.num_args() == 2) {
+    return absl::InvalidArgumentError("takes both bounds positionally, or clamp_min/clamp_max");
+  }
+  ASSIGN_OR_RETURN(Tensor x, ctx.TensorArg(0));
   std::vector<Operand> all = {x};
-  if (lo) all.push_back(*lo);
-  if (hi) all.push_back(*hi);
+  std::optional<Scalar> lo, hi;
+  if (ctx.num_args() == 3) {
+    all.push_back(ctx.arg(1));
+    all.push_back(ctx.arg(2));
+  } else {
+    ASSIGN_OR_RETURN(lo, ctx.ScalarAttr("min"));
+    ASSIGN_OR_RETURN(hi, ctx.ScalarAttr("max"));
+    if (!lo && !hi) {
+      return absl::InvalidArgumentError("at least one of 'min' or 'max' must be given");
+    }
+    if (lo) all.push_back(*lo);
+    if (hi) all.push_back(*hi);
+  }
   const DType dtype = ResultType(all);
   RETURN_IF_ERROR(CheckDType(dtype, kNone));
-  ASSIGN_OR_RETURN(Tensor result, Prepare(x, dtype, x.shape(), ctx));
-  auto apply = [&](const Scalar& bound, auto functor) -> absl::Status {
-    ASSIGN_OR_RETURN(Tensor b, Prepare(bound, dtype, x.shape(), ctx));
-    ASSIGN_OR_RETURN(Tensor out, Tensor::Empty(dtype, x.shape(), Device::Cpu(), ctx.budget()));
+  if (dtype == DType::kBool) return absl::InvalidArgumentError("not supported for bool tensors");
+  Dims shape = x.shape();
+  for (size_t i = 1; i < all.size(); ++i) {
+    if (const Tensor* t = std::get_if<Tensor>(&all[i])) {
+      ASSIGN_OR_RETURN(shape, BroadcastShapes(shape, t->shape()));
+    }
+  }
+  if (ctx.num_args() == 1) {
+    if (lo) {
+      ASSIGN_OR_RETURN(all[1], ClampBound(*lo, dtype, true));
+    }
+    if (hi) {
+      ASSIGN_OR_RETURN(all.back(), ClampBound(*hi, dtype, false));
+    }
+  }
+  ASSIGN_OR_RETURN(Tensor result, Prepare(x, dtype, shape, ctx));
+  auto apply = [&](const Operand& bound, auto functor) -> absl::Status {
+    ASSIGN_OR_RETURN(Tensor b, Prepare(bound, dtype, shape, ctx));
+    ASSIGN_OR_RETURN(Tensor out, Tensor::Empty(dtype, shape, Device::Cpu(), ctx.budget()));
     VisitDType(dtype, [&](auto tag) {
       using T = typename decltype(tag)::type;
       if constexpr (!f::IsComplexT<T>::value) cpu::Binary<T>(out, result, b, functor);
@@ -169,11 +257,10 @@ absl::StatusOr<std::vector<Tensor>> ClampOp(const OpContext& ctx) {
     result = out;
     return absl::OkStatus();
   };
-  if (lo) RETURN_IF_ERROR(apply(*lo, f::Maximum{}));
-  if (hi) RETURN_IF_ERROR(apply(*hi, f::Minimum{}));
-  if (result.storage() == x.storage()) {  // neither bound applied a copy: never alias the input
-    ASSIGN_OR_RETURN(result, Clone(result));
-  }
+  const bool has_lo = ctx.num_args() == 3 || lo.has_value();
+  const bool has_hi = ctx.num_args() == 3 || hi.has_value();
+  if (has_lo) RETURN_IF_ERROR(apply(all[1], f::Maximum{}));
+  if (has_hi) RETURN_IF_ERROR(apply(all.back(), f::Minimum{}));
   return std::vector<Tensor>{result};
 }
 
@@ -340,18 +427,22 @@ absl::StatusOr<Grads> GeluBackward(const GradContext& ctx) {
   return Grads{std::move(g)};
 }
 
-// maximum/minimum: the gradient goes to the larger (smaller) operand; ties
-// split it evenly, as in PyTorch.
+// The share of the gradient of maximum(a, b) (minimum with kMaximum false)
+// that goes to a: 1 where a wins, 0.5 on a tie, as in PyTorch.
+template <bool kMaximum>
+absl::StatusOr<Tensor> WinnerShare(const GradContext& ctx, const Operand& a, const Operand& b) {
+  ASSIGN_OR_RETURN(const Tensor tie, ctx.Call("eq", {a, b}));
+  ASSIGN_OR_RETURN(const Tensor wins, ctx.Call(kMaximum ? "gt" : "lt", {a, b}));
+  return ctx.Call("where", {tie, Scalar{0.5}, wins});
+}
+
 template <bool kMaximum>
 absl::StatusOr<Grads> MaxMinBackward(const GradContext& ctx) {
   Grads r(2);
-  ASSIGN_OR_RETURN(const Tensor tie, ctx.Call("eq", {ctx.operand(0), ctx.operand(1)}));
   for (int i = 0; i < 2; ++i) {
     if (!ctx.needs_grad(i)) continue;
-    // operand i wins where it is larger (smaller) than the other one
-    ASSIGN_OR_RETURN(const Tensor wins, ctx.Call(kMaximum ? "gt" : "lt",
-                                                 {ctx.operand(i), ctx.operand(1 - i)}));
-    ASSIGN_OR_RETURN(const Tensor share, ctx.Call("where", {tie, Scalar{0.5}, wins}));
+    ASSIGN_OR_RETURN(const Tensor share,
+                     WinnerShare<kMaximum>(ctx, ctx.operand(i), ctx.operand(1 - i)));
     ASSIGN_OR_RETURN(r[i], ctx.Call("mul", {ctx.grad(), share}));
   }
   return r;
@@ -369,8 +460,29 @@ absl::StatusOr<Grads> WhereBackward(const GradContext& ctx) {
   return r;
 }
 
-// The gradient passes where min <= x <= max, as in PyTorch.
+// Number bounds: the gradient passes where min <= x <= max, as in PyTorch.
+// Positional bounds: the chain rule through minimum(maximum(x, min), max).
 absl::StatusOr<Grads> ClampBackward(const GradContext& ctx) {
+  if (ctx.num_inputs() == 3) {
+    const Operand &x = ctx.operand(0), &lo = ctx.operand(1), &hi = ctx.operand(2);
+    ASSIGN_OR_RETURN(const Tensor inner, ctx.Call("maximum", {x, lo}));
+    ASSIGN_OR_RETURN(const Tensor inner_share, WinnerShare<false>(ctx, inner, hi));
+    ASSIGN_OR_RETURN(const Tensor g_inner, ctx.Call("mul", {ctx.grad(), inner_share}));
+    Grads r(3);
+    if (ctx.needs_grad(0)) {
+      ASSIGN_OR_RETURN(const Tensor share, WinnerShare<true>(ctx, x, lo));
+      ASSIGN_OR_RETURN(r[0], ctx.Call("mul", {g_inner, share}));
+    }
+    if (ctx.needs_grad(1)) {
+      ASSIGN_OR_RETURN(const Tensor share, WinnerShare<true>(ctx, lo, x));
+      ASSIGN_OR_RETURN(r[1], ctx.Call("mul", {g_inner, share}));
+    }
+    if (ctx.needs_grad(2)) {
+      ASSIGN_OR_RETURN(const Tensor share, WinnerShare<false>(ctx, hi, inner));
+      ASSIGN_OR_RETURN(r[2], ctx.Call("mul", {ctx.grad(), share}));
+    }
+    return r;
+  }
   ASSIGN_OR_RETURN(const std::optional<Scalar> lo, ctx.forward().ScalarAttr("min"));
   ASSIGN_OR_RETURN(const std::optional<Scalar> hi, ctx.forward().ScalarAttr("max"));
   std::optional<Tensor> inside;
@@ -389,15 +501,30 @@ absl::StatusOr<Grads> ClampBackward(const GradContext& ctx) {
   return Grads{std::move(g)};
 }
 
+// d(a mod b) = g, -g floor(a / b)
+absl::StatusOr<Grads> RemainderBackward(const GradContext& ctx) {
+  Grads r{ctx.grad(), std::nullopt};
+  if (ctx.needs_grad(1)) {
+    ASSIGN_OR_RETURN(const Tensor quotient,
+                     ctx.Call("floor_divide", {ctx.operand(0), ctx.operand(1)}));
+    ASSIGN_OR_RETURN(const Tensor product, ctx.Call("mul", {ctx.grad(), quotient}));
+    ASSIGN_OR_RETURN(r[1], ctx.Call("neg", {product}));
+  }
+  return r;
+}
+
 }  // namespace
 
 void AddElementwiseOps(OpTable& table) {
   table.insert({
     {"add", {BinaryOp<f::Add, kArith>, AddBackward}},
-    {"sub", {BinaryOp<f::Sub, kComplexOk>, SubBackward}},
+    {"sub", {BinaryOp<f::Sub, kComplexOk | kNoBoolOperand>, SubBackward}},
     {"mul", {BinaryOp<f::Mul, kArith>, MulBackward, kSavesInputs}},
     {"div", {BinaryOp<f::Div, kFloatMath>, DivBackward, kSavesInputs}},
-    {"pow", {BinaryOp<f::Pow, kComplexOk>, PowBackward, kSavesInputs | kSavesOutputs}},
+    {"pow", {PowOp, PowBackward, kSavesInputs | kSavesOutputs}},
+    // Not differentiable (its gradient is zero almost everywhere), as in PyTorch.
+    {"floor_divide", BinaryOp<f::FloorDivide, kIntDivision>},
+    {"remainder", {BinaryOp<f::Remainder, kIntDivision>, RemainderBackward, kSavesInputs}},
     {"maximum", {BinaryOp<f::Maximum, kOrdered>, MaxMinBackward<true>, kSavesInputs}},
     {"minimum", {BinaryOp<f::Minimum, kOrdered>, MaxMinBackward<false>, kSavesInputs}},
     {"eq", BinaryOp<f::Eq, kArith | kBoolResult>},
@@ -423,6 +550,8 @@ void AddElementwiseOps(OpTable& table) {
     {"gelu", {GeluOp, GeluBackward, kSavesInputs}},
     {"where", {WhereOp, WhereBackward, kSavesInputs}},
     {"clamp", {ClampOp, ClampBackward, kSavesInputs}},
+    {"clamp_min", {BinaryOp<f::Maximum, kNone>, MaxMinBackward<true>, kSavesInputs}},
+    {"clamp_max", {BinaryOp<f::Minimum, kNone>, MaxMinBackward<false>, kSavesInputs}},
     // Backward kernels: (gradient, saved value) -> input gradient.
     {"tanh_backward", BinaryOp<f::TanhGrad, kFloatCompute>},
     {"sigmoid_backward", BinaryOp<f::SigmoidGrad, kFloatCompute>},

@@ -62,8 +62,16 @@ struct Pow {
   TENSORD_SAME_OUT
   template <typename T> TENSORD_HOST_DEVICE T operator()(T a, T b) const {
     if constexpr (std::is_integral_v<T>) {
-      // Exponentiation by squaring; negative exponents give 0 except for
-      // bases 1 and -1, as in PyTorch (callers reject them for clarity).
+      // Exponentiation by squaring. A negative exponent gives 1/a^|b|
+      // truncated toward zero, as in PyTorch: 0 except for bases 1 and -1
+      // (and 0, which gives 0 rather than dividing by zero).
+      if constexpr (std::is_signed_v<T>) {
+        if (b < 0) {
+          if (a == 1) return 1;
+          if (a == -1) return (b & 1) ? T(-1) : T(1);
+          return 0;
+        }
+      }
       T result = 1;
       for (T e = b; e > 0; e >>= 1) {
         if (e & 1) result = static_cast<T>(result * a);
@@ -72,6 +80,56 @@ struct Pow {
       return result;
     } else {
       return std::pow(a, b);
+    }
+  }
+};
+// Floor division and the remainder with the divisor's sign, Python's // and %
+// (torch.floor_divide, torch.remainder). Integer callers check the divisor
+// for zero first. Floating division by zero gives inf or NaN, as in PyTorch.
+struct FloorDivide {
+  TENSORD_SAME_OUT
+  template <typename T> TENSORD_HOST_DEVICE T operator()(T a, T b) const {
+    if constexpr (std::is_same_v<T, bool>) {
+      return a;  // callers refuse bool
+    } else if constexpr (std::is_integral_v<T>) {
+      if constexpr (std::is_signed_v<T>) {
+        if (b == T(-1)) return static_cast<T>(T(0) - a);  // min / -1 wraps instead of trapping
+      }
+      const T q = static_cast<T>(a / b);
+      if constexpr (std::is_signed_v<T>) {
+        if ((a % b != 0) && ((a < 0) != (b < 0))) return static_cast<T>(q - 1);
+      }
+      return q;
+    } else {
+      if (b == T(0)) return a / b;
+      const T mod = std::fmod(a, b);
+      T div = (a - mod) / b;
+      if (mod != T(0) && (b < T(0)) != (mod < T(0))) div -= T(1);
+      if (div == T(0)) return std::copysign(T(0), a / b);
+      T floor = std::floor(div);
+      if (div - floor > T(0.5)) floor += T(1);
+      return floor;
+    }
+  }
+};
+struct Remainder {
+  TENSORD_SAME_OUT
+  template <typename T> TENSORD_HOST_DEVICE T operator()(T a, T b) const {
+    if constexpr (std::is_same_v<T, bool>) {
+      return a;  // callers refuse bool
+    } else if constexpr (std::is_integral_v<T>) {
+      if constexpr (std::is_signed_v<T>) {
+        if (b == T(-1)) return 0;
+      }
+      T r = static_cast<T>(a % b);
+      if constexpr (std::is_signed_v<T>) {
+        if (r != 0 && ((r < 0) != (b < 0))) r = static_cast<T>(r + b);
+      }
+      return r;
+    } else {
+      T mod = std::fmod(a, b);
+      if (mod != T(0) && (b < T(0)) != (mod < T(0))) mod += b;
+      return mod;
     }
   }
 };

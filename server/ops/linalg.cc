@@ -294,17 +294,6 @@ bool CanCast(DType from, DType to) {
   return true;
 }
 
-std::string ScalarString(const Scalar& s) {
-  const std::string real = std::visit(
-      [](auto v) -> std::string {
-        if constexpr (std::is_same_v<decltype(v), bool>) return v ? "True" : "False";
-        else return absl::StrCat(v);
-      },
-      s.value);
-  if (s.imag == 0.0) return real;
-  return absl::StrCat("(", real, s.imag < 0 ? "" : "+", s.imag, "j)");
-}
-
 // An in-place op writes each element once, so `self` must not address one
 // element from two indices (an expanded view does: stride 0).
 absl::Status CheckWritable(const Tensor& self) {
@@ -476,47 +465,12 @@ absl::StatusOr<std::vector<Tensor>> ZeroInPlaceOp(const OpContext& ctx) {
   return std::vector<Tensor>{};
 }
 
-// A fill value must be representable in self's dtype, as in PyTorch
-// (int8 cannot take 300, float16 cannot take 1e6, a real dtype cannot take
-// 1+2j); floating values truncate into integers.
-absl::Status CheckFits(const Scalar& value, DType dtype) {
-  if (IsComplex(dtype) || dtype == DType::kBool) return absl::OkStatus();
-  const absl::Status overflow = absl::InvalidArgumentError(
-      absl::StrCat("value ", ScalarString(value), " cannot be converted to type ",
-                   DTypeName(dtype), " without overflow"));
-  if (value.imag != 0.0) return overflow;
-  bool fits = true;
-  VisitDType(dtype, [&](auto tag) {
-    using T = typename decltype(tag)::type;
-    if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
-      using Limits = std::numeric_limits<T>;
-      if (const auto* i = std::get_if<int64_t>(&value.value)) {
-        fits = *i >= static_cast<int64_t>(Limits::min()) &&
-               *i <= static_cast<int64_t>(Limits::max());
-      } else if (const auto* d = std::get_if<double>(&value.value)) {
-        // The bounds are powers of two, exact in double; NaN fails both.
-        const double truncated = std::trunc(*d);
-        fits = truncated >= static_cast<double>(Limits::min()) &&
-               truncated < static_cast<double>(Limits::max()) + 1.0;
-      }
-    } else if constexpr (std::is_same_v<T, Float16> || std::is_same_v<T, BFloat16> ||
-                         std::is_same_v<T, float>) {
-      const double v = value.ToDouble();
-      const double max = std::is_same_v<T, Float16>    ? 65504.0
-                         : std::is_same_v<T, BFloat16> ? 3.3895313892515355e38
-                                                       : std::numeric_limits<float>::max();
-      fits = !std::isfinite(v) || std::abs(v) <= max;
-    }
-  });
-  return fits ? absl::OkStatus() : overflow;
-}
-
 // fill_(self, value): a number, or a 0-d tensor whose value is converted.
 absl::StatusOr<std::vector<Tensor>> FillInPlaceOp(const OpContext& ctx) {
   RETURN_IF_ERROR(ctx.ExpectArgs(2, 2));
   ASSIGN_OR_RETURN(const Tensor self, ctx.TensorArg(0));
   if (const Scalar* value = std::get_if<Scalar>(&ctx.arg(1))) {
-    RETURN_IF_ERROR(CheckFits(*value, self.dtype()));
+    RETURN_IF_ERROR(CheckConvertible(*value, self.dtype()));
     RETURN_IF_ERROR(CheckWritable(self));
     Fill(self, *value);
     return std::vector<Tensor>{};

@@ -284,6 +284,10 @@ absl::StatusOr<Outputs> ClassLossOp(const OpContext& ctx) {
           "class-probability targets must have the input's shape ", DimsToString(input.shape()),
           ", got ", DimsToString(target.shape())));
     }
+    if (ignore_index >= 0) {  // a class index: meaningless for probabilities
+      return absl::InvalidArgumentError(absl::StrCat(
+          "ignore_index (", ignore_index, ") is not supported for class-probability targets"));
+    }
   } else {
     RETURN_IF_ERROR(CheckClassTarget(input, target, layout, ignore_index));
   }
@@ -337,7 +341,9 @@ absl::StatusOr<Grads> ClassLossBackward(const GradContext& ctx) {
     if (reduction == Reduction::kMean) {
       ASSIGN_OR_RETURN(const int64_t count,
                        MeanCount(target, layout, input.shape(), ignore_index, ctx.budget()));
-      ASSIGN_OR_RETURN(scale, ctx.Call("div", {scale, Scalar{count}}));
+      // Every target ignored: the loss is 0/0 = nan, but every weight is 0
+      // and so is the gradient, as in PyTorch (dividing by 0 would give nan).
+      ASSIGN_OR_RETURN(scale, ctx.Call("div", {scale, Scalar{std::max<int64_t>(count, 1)}}));
     }
   }
   ASSIGN_OR_RETURN(const Tensor scale_c, Unsqueeze(scale, layout.class_dim));

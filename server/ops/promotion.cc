@@ -116,6 +116,21 @@ DType ResultType(absl::Span<const Operand> operands) {
       .value_or(DType::kFloat32);
 }
 
+absl::Status CheckSubtractionOperands(absl::Span<const Operand> operands) {
+  int bools = 0;
+  for (const Operand& op : operands) {
+    const Tensor* t = std::get_if<Tensor>(&op);
+    bools += t ? t->dtype() == DType::kBool : std::get<Scalar>(op).is_bool();
+  }
+  if (bools == 0) return absl::OkStatus();
+  return absl::InvalidArgumentError(
+      bools == static_cast<int>(operands.size())
+          ? "subtraction, the `-` operator, with two bool tensors is not supported: use the `^` "
+            "or logical_xor() operator instead"
+          : "subtraction, the `-` operator, with a bool tensor is not supported: to invert a "
+            "mask, use the `~` or logical_not() operator instead");
+}
+
 absl::StatusOr<Dims> BroadcastShapes(absl::Span<const int64_t> a, absl::Span<const int64_t> b) {
   const size_t n = std::max(a.size(), b.size());
   Dims out(n);

@@ -27,6 +27,10 @@ DType PromoteTypes(DType a, DType b);
 // The dtype an elementwise op over `operands` computes in.
 DType ResultType(absl::Span<const Operand> operands);
 
+// PyTorch's rule for `-`: no bool operand (a bool tensor or a Python bool),
+// so that a mask is inverted with `~` or logical_not, never `1 - mask`.
+absl::Status CheckSubtractionOperands(absl::Span<const Operand> operands);
+
 absl::StatusOr<Dims> BroadcastShapes(absl::Span<const int64_t> a, absl::Span<const int64_t> b);
 
 // `t` seen with shape `shape` (stride 0 along broadcast dims). REQUIRES: the

@@ -95,6 +95,10 @@ absl::StatusOr<CommandResult> Create(Session& session, const Command& command,
       tensor = Full(create.shape, Scalar{int64_t{1}}, options);
       break;
     case Kind::kFull:
+      // full() stores the user's number: it must fit (uint8 takes -1 as 255).
+      if (absl::Status fits = CheckConvertible(create.fill, create.dtype); !fits.ok()) {
+        return absl::InvalidArgumentError(absl::StrCat("full: ", fits.message()));
+      }
       tensor = Full(create.shape, create.fill, options);
       break;
     case Kind::kArange:

@@ -68,4 +68,17 @@ void Where(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor&
                 });
 }
 
+// Whether any element of `a` is zero: integer division checks its divisor
+// first, since C++ integer division by zero is undefined.
+template <typename T>
+bool AnyZero(const Tensor& a) {
+  bool found = false;
+  ForEachRun<1>(a.shape(), {a.strides()},
+                [&](const std::array<int64_t, 1>& off, int64_t n, const std::array<int64_t, 1>& s) {
+                  const T* x = reinterpret_cast<const T*>(a.data()) + off[0];
+                  for (int64_t i = 0; i < n && !found; ++i) found = x[i * s[0]] == T(0);
+                });
+  return found;
+}
+
 }  // namespace tensord::cpu
