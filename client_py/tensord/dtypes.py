@@ -115,3 +115,14 @@ def _check_supported(dt: np.dtype) -> None:
     raise TypeError(
         f"tensord: dtype {dt} is not supported; supported dtypes are {', '.join(SUPPORTED)}"
     )
+
+
+def named() -> dict[str, Any]:
+    """torch-style dtype names (`td.float16`, `td.int64`, ...) and their NumPy dtypes.
+
+    bfloat16 is the string "bfloat16" when ml_dtypes is missing, so that the
+    name exists and using it raises the ImportError that says why.
+    """
+    names = {name: np.dtype(name) for name in _PROTO_BY_NAME}
+    names["bfloat16"] = _BFLOAT16 if _BFLOAT16 is not None else "bfloat16"
+    return names

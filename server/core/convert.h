@@ -4,7 +4,8 @@
 // that dtype, so loops are written once as templates. Convert<Dst>(src)
 // follows NumPy/PyTorch casting: integers wrap modulo 2^n, floating values
 // truncate toward zero and (unlike C++, where it is undefined) saturate at the
-// integer range with NaN mapped to 0, complex values drop their imaginary part
+// integer range with NaN mapped to 0 (into uint8 they go through int64 and
+// wrap, as in PyTorch: -2.5 gives 254), complex values drop their imaginary part
 // when cast to a real type, and anything non-zero is `true`.
 // Header-only and stateless; usable from device code.
 #pragma once
@@ -64,6 +65,13 @@ template <typename Dst>
 TENSORD_HOST_DEVICE Dst FromDouble(double v) {
   if constexpr (std::is_same_v<Dst, bool>) {
     return v != 0.0;
+  } else if constexpr (std::is_same_v<Dst, uint8_t>) {
+    // PyTorch converts floating values to uint8 through int64, so negative
+    // values wrap (-2.5 -> 254) rather than saturate.
+    if (v != v) return 0;
+    constexpr double kInt64Bound = 9223372036854775808.0;  // 2^63
+    if (v >= -kInt64Bound && v < kInt64Bound) return static_cast<uint8_t>(static_cast<int64_t>(v));
+    return v > 0 ? std::numeric_limits<uint8_t>::max() : 0;
   } else if constexpr (std::is_integral_v<Dst>) {
     if (v != v) return 0;
     // Compare in double: the limits of int64 are not exact doubles, so test

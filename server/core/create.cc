@@ -45,7 +45,7 @@ absl::Status RequireFloating(DType dtype, absl::string_view what) {
 }  // namespace
 
 absl::StatusOr<Tensor> Full(Dims shape, const Scalar& value, const TensorOptions& options) {
-  if (value.imag != 0.0 && !IsComplex(options.dtype)) {
+  if (value.imag != 0.0 && !IsComplex(options.dtype) && options.dtype != DType::kBool) {
     return absl::InvalidArgumentError(absl::StrCat(
         "full: complex fill value (", value.ToDouble(), "+", value.imag,
         "j) cannot be converted to ", DTypeName(options.dtype), " without losing its imaginary part"));

@@ -21,7 +21,16 @@ std::string ScalarString(const Scalar& s) {
 }
 
 absl::Status CheckConvertible(const Scalar& value, DType dtype) {
-  if (IsComplex(dtype) || dtype == DType::kBool) return absl::OkStatus();
+  if (dtype == DType::kBool || dtype == DType::kComplex128) return absl::OkStatus();
+  if (dtype == DType::kComplex64) {  // each part must fit float
+    const double limit = std::numeric_limits<float>::max();
+    const double re = value.ToDouble(), im = value.imag;
+    if ((!std::isfinite(re) || std::abs(re) <= limit) && (!std::isfinite(im) || std::abs(im) <= limit)) {
+      return absl::OkStatus();
+    }
+    return absl::InvalidArgumentError(absl::StrCat("value ", ScalarString(value),
+                                                   " cannot be converted to type complex64 without overflow"));
+  }
   bool fits = value.imag == 0.0;
   VisitDType(dtype, [&](auto tag) {
     using T = typename decltype(tag)::type;

@@ -45,7 +45,7 @@ std::string ScalarString(const Scalar& s);
 // - into a floating dtype, a finite value must be at most the dtype's
 //   largest finite magnitude (infinities and NaN fit);
 // - a complex value with a nonzero imaginary part fits only a complex dtype;
-// - anything fits bool and the complex dtypes.
+// - anything fits bool and complex128; complex64 takes parts within float's range.
 // InvalidArgument "value 300 cannot be converted to type uint8 without
 // overflow" otherwise.
 absl::Status CheckConvertible(const Scalar& value, DType dtype);

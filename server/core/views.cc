@@ -33,9 +33,12 @@ absl::Status SliceDim(int64_t dim, const SliceSpec& slice, int64_t& size, int64_
   // Written so that no intermediate overflows, whatever the step.
   const int64_t new_size = stop > start ? (stop - start - 1) / step + 1 : 0;
   if (new_size > 0) offset += start * stride;
-  // With one element or none the stride is never followed; keep it rather
-  // than multiply it by a step that may be huge.
-  if (new_size > 1) stride *= step;
+  // The step scales the stride whatever the new size, as in PyTorch (a
+  // stride of a dim of size 1 is visible through stride()). With one
+  // element or none it is never followed, so a product that would overflow
+  // keeps the old stride instead.
+  int64_t scaled;
+  if (!__builtin_mul_overflow(stride, step, &scaled)) stride = scaled;
   size = new_size;
   return absl::OkStatus();
 }
@@ -332,8 +335,10 @@ absl::StatusOr<Tensor> Index(const Tensor& t, absl::Span<const IndexItem> items)
     } else if (std::holds_alternative<Ellipsis>(item)) {
       for (int64_t n = t.ndim() - consuming; n > 0; --n) keep(d++);
     } else {
+      // A new axis gets the stride unsqueeze() would give it here: that of
+      // stepping over the next remaining dimension, as in PyTorch.
       shape.push_back(1);
-      strides.push_back(1);
+      strides.push_back(d < t.ndim() ? t.shape()[d] * t.strides()[d] : 1);
     }
   }
   while (d < t.ndim()) keep(d++);

@@ -32,7 +32,16 @@ enum Flags : unsigned {
   kRealResult = 16,     // complex inputs give their real dtype (abs)
   kNoBoolOperand = 32,  // subtraction: no bool operand at all (promotion.h)
   kIntDivision = 64,    // integer division: a zero divisor is an error
+  kFloatOnly = 128,     // floating dtypes only (gelu): no bool or integer input
+  kScalarOpmath = 256,  // + - * /: with 16-bit floats a number keeps float precision
 };
+
+bool IsHalf(DType t) { return t == DType::kFloat16 || t == DType::kBFloat16; }
+
+bool IsNumberLike(const Operand& op) {
+  const Tensor* t = std::get_if<Tensor>(&op);
+  return t == nullptr || t->ndim() == 0;
+}
 
 // `operand` as a tensor of `dtype` with `shape`: scalars become a broadcast
 // one-element tensor; tensors are cast (a copy) only when their dtype differs.
@@ -49,6 +58,10 @@ absl::StatusOr<Tensor> Prepare(const Operand& operand, DType dtype,
 }
 
 absl::Status CheckDType(DType dtype, unsigned flags) {
+  if ((flags & kFloatOnly) && !IsFloatingPoint(dtype)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("only defined for floating point dtypes, not ", DTypeName(dtype)));
+  }
   if (IsComplex(dtype) && !(flags & kComplexOk)) {
     return absl::InvalidArgumentError(
         absl::StrCat("not supported for complex dtype ", DTypeName(dtype)));
@@ -95,6 +108,27 @@ absl::StatusOr<std::vector<Tensor>> BinaryOp(const OpContext& ctx) {
     return t ? t->shape() : Dims{};
   };
   ASSIGN_OR_RETURN(Dims shape, BroadcastShapes(shape_of(operands[0]), shape_of(operands[1])));
+  if constexpr ((kFlags & kScalarOpmath) != 0) {
+    // PyTorch's CPU kernels read a number (or 0-d tensor) operand of a
+    // float16/bfloat16 op in float, unrounded: `h * 30000` multiplies by
+    // 30000, not by its bfloat16 neighbour 29952. Compute in float and round
+    // the result once, which is what they do.
+    if (IsHalf(compute) && (IsNumberLike(operands[0]) || IsNumberLike(operands[1]))) {
+      auto as_float = [&](const Operand& op) -> absl::StatusOr<Tensor> {
+        if (const Scalar* scalar = std::get_if<Scalar>(&op)) {
+          ASSIGN_OR_RETURN(Tensor wide, Full(Dims{}, *scalar, TensorOptions{DType::kFloat64, Device::Cpu(), ctx.budget()}));
+          return Prepare(wide, DType::kFloat32, shape, ctx);
+        }
+        return Prepare(op, DType::kFloat32, shape, ctx);
+      };
+      ASSIGN_OR_RETURN(Tensor a, as_float(operands[0]));
+      ASSIGN_OR_RETURN(Tensor b, as_float(operands[1]));
+      ASSIGN_OR_RETURN(Tensor wide, Tensor::Empty(DType::kFloat32, shape, Device::Cpu(), ctx.budget()));
+      cpu::Binary<float>(wide, a, b, F{});
+      ASSIGN_OR_RETURN(Tensor out, Cast(wide, compute));
+      return std::vector<Tensor>{out};
+    }
+  }
   ASSIGN_OR_RETURN(Tensor a, Prepare(operands[0], compute, shape, ctx));
   ASSIGN_OR_RETURN(Tensor b, Prepare(operands[1], compute, shape, ctx));
   if constexpr ((kFlags & kIntDivision) != 0) {
@@ -158,8 +192,8 @@ absl::StatusOr<std::vector<Tensor>> WhereOp(const OpContext& ctx) {
 }
 
 // pow(a, b): an integer tensor to a negative Python-number power is refused,
-// and a Python-number exponent of 0 gives ones (even for 0j and NaN bases),
-// both as in PyTorch; everything else is the elementwise functor.
+// a Python-number exponent of 0 gives ones (even for 0j and NaN bases) and
+// one of 1 a copy, all as in PyTorch; everything else is the functor.
 absl::StatusOr<std::vector<Tensor>> PowOp(const OpContext& ctx) {
   RETURN_IF_ERROR(ctx.ExpectArgs(2, 2));
   const Scalar* exponent = std::get_if<Scalar>(&ctx.arg(1));
@@ -170,10 +204,15 @@ absl::StatusOr<std::vector<Tensor>> PowOp(const OpContext& ctx) {
     if (IsIntegral(dtype) && exponent->is_integral() && exponent->ToInt64() < 0) {
       return absl::InvalidArgumentError("Integers to negative integer powers are not allowed");
     }
-    if (exponent->ToDouble() == 0.0 && exponent->imag == 0.0 && dtype != DType::kBool) {
+    if (exponent->ToDouble() == 0.0 && exponent->imag == 0.0) {
       ASSIGN_OR_RETURN(Tensor ones, Full(base->shape(), Scalar{int64_t{1}},
                                          TensorOptions{dtype, base->device(), ctx.budget()}));
       return std::vector<Tensor>{std::move(ones)};
+    }
+    if (exponent->ToDouble() == 1.0 && exponent->imag == 0.0) {  // a copy, even of a bool tensor
+      ASSIGN_OR_RETURN(Tensor cast, Cast(*base, dtype));
+      ASSIGN_OR_RETURN(Tensor copy, cast.storage() == base->storage() ? Clone(cast) : cast);
+      return std::vector<Tensor>{std::move(copy)};
     }
   }
   return BinaryOp<f::Pow, kComplexOk>(ctx);
@@ -271,8 +310,8 @@ constexpr unsigned kFloatMath = kComplexOk | kFloatCompute;
 // gelu(x, approximate="none"|"tanh")
 absl::StatusOr<std::vector<Tensor>> GeluOp(const OpContext& ctx) {
   ASSIGN_OR_RETURN(const std::optional<std::string> approximate, ctx.Text("approximate"));
-  if (!approximate || *approximate == "none") return UnaryOp<f::Gelu, kFloatCompute>(ctx);
-  if (*approximate == "tanh") return UnaryOp<f::GeluTanh, kFloatCompute>(ctx);
+  if (!approximate || *approximate == "none") return UnaryOp<f::Gelu, kFloatOnly>(ctx);
+  if (*approximate == "tanh") return UnaryOp<f::GeluTanh, kFloatOnly>(ctx);
   return absl::InvalidArgumentError(
       absl::StrCat("approximate must be 'none' or 'tanh', not '", *approximate, "'"));
 }
@@ -517,10 +556,10 @@ absl::StatusOr<Grads> RemainderBackward(const GradContext& ctx) {
 
 void AddElementwiseOps(OpTable& table) {
   table.insert({
-    {"add", {BinaryOp<f::Add, kArith>, AddBackward}},
-    {"sub", {BinaryOp<f::Sub, kComplexOk | kNoBoolOperand>, SubBackward}},
-    {"mul", {BinaryOp<f::Mul, kArith>, MulBackward, kSavesInputs}},
-    {"div", {BinaryOp<f::Div, kFloatMath>, DivBackward, kSavesInputs}},
+    {"add", {BinaryOp<f::Add, kArith | kScalarOpmath>, AddBackward}},
+    {"sub", {BinaryOp<f::Sub, kComplexOk | kNoBoolOperand | kScalarOpmath>, SubBackward}},
+    {"mul", {BinaryOp<f::Mul, kArith | kScalarOpmath>, MulBackward, kSavesInputs}},
+    {"div", {BinaryOp<f::Div, kFloatMath | kScalarOpmath>, DivBackward, kSavesInputs}},
     {"pow", {PowOp, PowBackward, kSavesInputs | kSavesOutputs}},
     // Not differentiable (its gradient is zero almost everywhere), as in PyTorch.
     {"floor_divide", BinaryOp<f::FloorDivide, kIntDivision>},
@@ -534,11 +573,11 @@ void AddElementwiseOps(OpTable& table) {
     {"gt", BinaryOp<f::Gt, kOrdered | kBoolResult>},
     {"ge", BinaryOp<f::Ge, kOrdered | kBoolResult>},
     {"neg", {UnaryOp<f::Neg, kComplexOk>, NegBackward}},
-    {"abs", {UnaryOp<f::Abs, kComplexOk | kBoolOk | kRealResult>, AbsBackward, kSavesInputs}},
+    {"abs", {UnaryOp<f::Abs, kComplexOk | kRealResult>, AbsBackward, kSavesInputs}},
     {"sign", UnaryOp<f::Sign, kBoolOk>},
     {"exp", {UnaryOp<f::Exp, kFloatMath>, ExpBackward, kSavesOutputs}},
     {"log", {UnaryOp<f::Log, kFloatMath>, LogBackward, kSavesInputs}},
-    {"log1p", {UnaryOp<f::Log1p, kFloatCompute>, GradOp<false>("log1p_backward"), kSavesInputs}},
+    {"log1p", {UnaryOp<f::Log1p, kFloatMath>, GradOp<false>("log1p_backward"), kSavesInputs}},
     {"sqrt", {UnaryOp<f::Sqrt, kFloatMath>, SqrtBackward, kSavesOutputs}},
     {"rsqrt", {UnaryOp<f::Rsqrt, kFloatMath>, RsqrtBackward, kSavesOutputs}},
     {"sin", {UnaryOp<f::Sin, kFloatMath>, SinBackward, kSavesInputs}},
@@ -550,8 +589,8 @@ void AddElementwiseOps(OpTable& table) {
     {"gelu", {GeluOp, GeluBackward, kSavesInputs}},
     {"where", {WhereOp, WhereBackward, kSavesInputs}},
     {"clamp", {ClampOp, ClampBackward, kSavesInputs}},
-    {"clamp_min", {BinaryOp<f::Maximum, kNone>, MaxMinBackward<true>, kSavesInputs}},
-    {"clamp_max", {BinaryOp<f::Minimum, kNone>, MaxMinBackward<false>, kSavesInputs}},
+    {"clamp_min", {BinaryOp<f::Maximum, kOrdered>, MaxMinBackward<true>, kSavesInputs}},
+    {"clamp_max", {BinaryOp<f::Minimum, kOrdered>, MaxMinBackward<false>, kSavesInputs}},
     // Backward kernels: (gradient, saved value) -> input gradient.
     {"tanh_backward", BinaryOp<f::TanhGrad, kFloatCompute>},
     {"sigmoid_backward", BinaryOp<f::SigmoidGrad, kFloatCompute>},

@@ -213,7 +213,13 @@ struct Sign {
     else return T((T(0) < a) - (a < T(0)));
   }
 };
-struct Log1p { TENSORD_SAME_OUT template <typename T> TENSORD_HOST_DEVICE T operator()(T a) const { return std::log1p(a); } };
+struct Log1p {
+  TENSORD_SAME_OUT
+  template <typename T> TENSORD_HOST_DEVICE T operator()(T a) const {
+    if constexpr (IsComplexT<T>::value) return std::log(T(1) + a);  // no complex log1p in <complex>
+    else return std::log1p(a);
+  }
+};
 
 // ---- gradients: (incoming gradient, saved value) -> input gradient ------------
 struct TanhGrad {  // y = tanh(x)
