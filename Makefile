@@ -91,4 +91,5 @@ parity-venv: $(PARITY_VENV)/.installed
 
 test-parity: build venv parity-venv
 	PARITY_TORCH_PYTHON=$(PARITY_VENV)/bin/python $(VENV)/bin/python -m pytest tests/parity -q \
-	  -p no:cacheprovider -n 0 2>/dev/null || true
+	  -p no:cacheprovider; \
+	  code=$$?; [ $$code -eq 5 ] && echo "pytest collected no tests" >&2; exit $$code

@@ -303,7 +303,23 @@ def optimizers(rng) -> Iterator[Case]:
                    tol=1e-5 if dtype == "float32" else 1e-11)
 
 
-FAMILIES = [promotion, elementwise, reductions, views, casts, autograd, losses, optimizers]
+def rules(rng) -> Iterator[Case]:
+    """Version-specific and deliberate behaviours, one case each (differences.py)."""
+    yield case(rng, "rule/zero-grad-sets-none",
+               "w.requires_grad_(True)\nopt = optim.SGD([w], lr=0.1)\n(w * 2).sum().backward()\n"
+               "opt.zero_grad()\nout = int(w.grad is None)", {"w": ("float32", (3,))})
+    yield case(rng, "rule/float64-to-float16-rounds-once", "out = (a * 0 + (1 + 2 ** -11 + 2 ** -40)).to(lib.float16)",
+               {"a": ("float64", (2,))})
+    for dtype in ["float32", "float64"]:
+        yield case(rng, f"rule/inplace-on-graph-nonleaf/{dtype}", "y = x * 2\ny.add_(1)\nout = y", {"x": (dtype, (3,))},
+                   grad=("x",), gout_dtype=dtype, gout_shape=(3,))
+        yield case(rng, f"rule/floor-divide-backward/{dtype}", "out = x // 1.5", {"x": (dtype, (3,))},
+                   grad=("x",), gout_dtype=dtype, gout_shape=(3,))
+        yield case(rng, f"rule/bool-mask-index/{dtype}", "out = a[a > 0]", {"a": (dtype, (2, 3))})
+        yield case(rng, f"rule/int-tensor-index/{dtype}", "out = a[i]", {"a": (dtype, (4, 3)), "i": ("int64", (2,), {"low": 0, "high": 4})})
+
+
+FAMILIES = [promotion, elementwise, reductions, views, casts, autograd, losses, optimizers, rules]
 
 
 def generate(seed: int = 0) -> list[Case]:
