@@ -340,8 +340,9 @@ TEST(FullTest, ComplexValueNeedsAComplexDType) {
               ElementsAre(std::complex<double>(1.5, -2.0), std::complex<double>(1.5, -2.0)));
   EXPECT_THAT(Full({2}, Scalar{1.5, 2.0}, Options(DType::kFloat32)),
               StatusIs(kInvalid, "complex fill value (1.5+2j) cannot be converted to float32"));
-  EXPECT_THAT(Full({2}, Scalar{int64_t{0}, 1.0}, Options(DType::kBool)),
-              StatusIs(kInvalid, "cannot be converted to bool"));
+  // Into bool a complex value is true when nonzero, as in PyTorch.
+  ASSERT_OK_AND_ASSIGN(Tensor b, Full({2}, Scalar{int64_t{0}, 1.0}, Options(DType::kBool)));
+  EXPECT_THAT(Elements<bool>(b), ElementsAre(true, true));
 }
 
 // ---- create.h: Arange ---------------------------------------------------------------
