@@ -90,6 +90,6 @@ $(PARITY_VENV)/.installed: tests/parity/requirements.txt | deps
 parity-venv: $(PARITY_VENV)/.installed
 
 test-parity: build venv parity-venv
-	PARITY_TORCH_PYTHON=$(PARITY_VENV)/bin/python $(VENV)/bin/python -m pytest tests/parity -q \
+	PARITY_TORCH_PYTHON=$(abspath $(PARITY_VENV))/bin/python $(VENV)/bin/python -m pytest tests/parity -q \
 	  -p no:cacheprovider; \
 	  code=$$?; [ $$code -eq 5 ] && echo "pytest collected no tests" >&2; exit $$code

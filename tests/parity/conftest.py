@@ -29,21 +29,26 @@ _e2e = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_e2e)
 
 SEED = int(os.environ.get("PARITY_SEED", "0"))
-TORCH_PYTHON = os.environ.get("PARITY_TORCH_PYTHON", str(ROOT / ".venv-parity" / "bin" / "python"))
+# abspath, not resolve(): a venv's python is a symlink that must stay unresolved.
+TORCH_PYTHON = os.path.abspath(os.environ.get("PARITY_TORCH_PYTHON", str(ROOT / ".venv-parity" / "bin" / "python")))
 CASES = case_generator.generate(SEED)
 
 
 @pytest.fixture(scope="session")
 def reference() -> dict:
     """Case id -> PyTorch's result, computed once for the whole run."""
+    # Without the reference nothing can be compared: stop the run at once
+    # rather than fail every case the same way.
     if not pathlib.Path(TORCH_PYTHON).exists():
-        pytest.fail(f"no reference interpreter at {TORCH_PYTHON}: run `make parity-venv` "
-                    "or set PARITY_TORCH_PYTHON to a Python that has torch")
+        pytest.exit(f"no reference interpreter at {TORCH_PYTHON}: run `make parity-venv` "
+                    "or set PARITY_TORCH_PYTHON to a Python that has torch", returncode=1)
     with tempfile.TemporaryDirectory() as tmp:
         cases_path, results_path = pathlib.Path(tmp, "cases.pickle"), pathlib.Path(tmp, "results.pickle")
         cases_path.write_bytes(pickle.dumps([tuple(c) for c in CASES]))
-        subprocess.run([TORCH_PYTHON, str(HERE / "reference.py"), str(cases_path), str(results_path)],
-                       check=True, cwd=HERE, timeout=1800)
+        run = subprocess.run([TORCH_PYTHON, str(HERE / "reference.py"), str(cases_path), str(results_path)],
+                             cwd=HERE, timeout=1800, capture_output=True, text=True)
+        if run.returncode != 0:
+            pytest.exit(f"the PyTorch reference failed ({TORCH_PYTHON}):\n{run.stderr[-3000:]}", returncode=1)
         results = pickle.loads(results_path.read_bytes())
     print(f"\nparity reference: torch {results['torch']}, {len(results['results'])} cases, seed {SEED}")
     return results["results"]
