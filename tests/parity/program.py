@@ -100,7 +100,7 @@ def reproducer(case: Case) -> str:
     lines = [
         "import numpy as np, ml_dtypes, torch, tensord",
         "td = tensord.connect('127.0.0.1:50051')  # a running tensord",
-        "def both(name, a, requires_grad=False):",
+        "def both(a, requires_grad=False):",
         "    t = torch.from_numpy(a.view(np.int16)).view(torch.bfloat16) if a.dtype == ml_dtypes.bfloat16 "
         "else torch.from_numpy(a)",
         "    return t.requires_grad_(requires_grad), td.from_numpy(a).requires_grad_(requires_grad)",
@@ -112,7 +112,7 @@ def reproducer(case: Case) -> str:
             lines.append(f"{name} = np.array({array.tolist()!r}, dtype=np.uint16).view(ml_dtypes.bfloat16)")
         else:
             lines.append(f"{name} = np.array({array.tolist()!r}, dtype=np.{packed.dtype})")
-        lines.append(f"{name}_torch, {name}_td = both('{name}', {name}, {name in case.grad})")
+        lines.append(f"{name}_torch, {name}_td = both({name}, {name in case.grad})")
     code = case.code.replace("\n", "\n    ")
     for side, lib in (("torch", "torch"), ("td", "td")):
         args = ", ".join(f"{n}={n}_{side}" for n in names)
