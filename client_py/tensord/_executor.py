@@ -330,6 +330,8 @@ class Executor:
                 continue
             if isinstance(value, str):
                 request.attrs[key].text = value
+            elif isinstance(value, pb.IndexList):
+                request.attrs[key].index.CopyFrom(value)
             elif isinstance(value, (list, tuple)):
                 request.attrs[key].ints.values.extend(operator.index(v) for v in value)
             else:

@@ -330,12 +330,78 @@ class Tensor:
         return self._view("select", select=pb.ViewRequest.Select(dim=dim, index=index))
 
     def __getitem__(self, key: Any) -> "Tensor":
-        """Basic indexing in one view command: ints, slices with positive steps, `...`, `None`, tuples of these.
+        """NumPy/PyTorch indexing. Basic items (ints, slices with positive steps,
+        `...`, `None`) give a view; advanced ones give a copy, as in torch:
 
-        Negative steps raise ValueError and lists/arrays/bools TypeError, as in torch.
+        - an integer Tensor, list or ndarray picks positions along a dim
+          (negative counts from the end; several broadcast together),
+        - a bool Tensor, list or ndarray is a mask over as many dims as it
+          has: `t[t > 0]`, `t[:, keep]`,
+        - a Python bool adds a dim of size 1 (True) or 0 (False).
+
+        The result dims of the advanced items replace the dims they index when
+        those are adjacent, and lead otherwise (NumPy's rule). Lists and small
+        arrays travel inside the command; larger arrays are uploaded first.
+        Gradients flow back to the indexed tensor, accumulating at repeats.
+        Negative steps raise ValueError, as in torch.
         """
-        items = key if isinstance(key, tuple) else (key,)
-        return self._view("index", index=pb.ViewRequest.Index(items=[_index_item(k) for k in items]))
+        items, tensors = _index_expression(self._client, key)
+        if tensors is None:
+            return self._view("index", index=pb.ViewRequest.Index(items=items))
+        return self._op("index", self, *tensors, items=pb.IndexList(items=items))[0]
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        """`t[key] = value` in place, for any index `t[key]` accepts (`t[mask] = 0`,
+        `t[:, idx] = rows`). `value` is a number or a tensor (an ndarray or list
+        is uploaded) that broadcasts to the shape of `t[key]`; it is cast to
+        t's dtype. Like every in-place op, refused on tensors that take part
+        in autograd outside `td.no_grad()`.
+        """
+        self.index_put_(key, value)
+
+    def index_put_(self, indices: Any, values: Any, accumulate: _bool = False) -> "Tensor":
+        """In place: `self[indices] = values`, or `+=` with `accumulate` (repeated
+        indices then add up, unlike a plain write where one of them wins).
+        `indices` is anything `t[...]` accepts; torch's tuple of index tensors
+        (None for a whole dim) is one such key. Returns self."""
+        items, tensors = _index_expression(self._client, _put_key(indices))
+        values = self._value_operand(values)
+        self._op(
+            "index_put_", self, values, *(tensors or ()), items=pb.IndexList(items=items),
+            accumulate=accumulate or None, nout=0,
+        )
+        return self
+
+    def index_put(self, indices: Any, values: Any, accumulate: _bool = False) -> "Tensor":
+        """A copy of self with `self[indices] = values` (or `+=` with `accumulate`);
+        differentiable in self and values."""
+        items, tensors = _index_expression(self._client, _put_key(indices))
+        values = self._value_operand(values)
+        return self._op(
+            "index_put", self, values, *(tensors or ()), items=pb.IndexList(items=items),
+            accumulate=accumulate or None,
+        )[0]
+
+    def nonzero(self, *, as_tuple: _bool = False) -> "Tensor | tuple[Tensor, ...]":
+        """The coordinates of the nonzero elements, one row each (int64, n x ndim),
+        in row-major order; with `as_tuple`, one 1-D tensor per dim (NaN counts
+        as nonzero, -0.0 as zero)."""
+        if not as_tuple:
+            return self._op("nonzero", self)[0]
+        source = self.reshape(1) if self.ndim == 0 else self
+        positions = source._op("nonzero", source)[0]
+        return tuple(positions[:, d] for d in range(source.ndim))
+
+    def argwhere(self) -> "Tensor":
+        """torch.argwhere: the same as nonzero()."""
+        return self._op("nonzero", self)[0]
+
+    def _value_operand(self, value: Any) -> Any:
+        if isinstance(value, (Tensor, numbers.Number, np.generic)):
+            return value
+        if isinstance(value, (np.ndarray, list, tuple)):
+            return self._client.tensor(value)
+        raise TypeError(f"can't assign a {type(value).__name__} to a tensord.Tensor")
 
     # ---- copies -------------------------------------------------------------
 
@@ -807,7 +873,46 @@ def _int_args(args: tuple) -> tuple[int, ...]:
     return tuple(operator.index(a) for a in args)
 
 
-def _index_item(key: Any) -> pb.IndexItem:
+#: Literal indices up to this size travel inside the command; larger ones
+#: are uploaded as tensors first (one round trip, but no giant commands).
+_INLINE_INDEX_BYTES = 64 << 10
+
+
+def _index_expression(client: Any, key: Any) -> tuple[list[pb.IndexItem], list["Tensor"] | None]:
+    """The wire items of an index key, and its tensor operands (None when the
+    key has basic items only, so that it is a view)."""
+    items = key if _is_tuple_key(key) else (key,)
+    out: list[pb.IndexItem] = []
+    tensors: list[Tensor] = []
+    advanced = False
+    for k in items:
+        item = _index_item(client, k, tensors)
+        advanced = advanced or item.WhichOneof("item") in ("tensor", "boolean", "array")
+        out.append(item)
+    return out, (tensors if advanced else None)
+
+
+def _put_key(indices: Any) -> Any:
+    """torch's index_put_ takes a tuple of index tensors with None for a whole dim."""
+    if isinstance(indices, tuple) and all(i is None or isinstance(i, Tensor) for i in indices):
+        return tuple(slice(None) if i is None else i for i in indices)
+    return indices
+
+
+def _is_tuple_key(key: Any) -> _bool:
+    """torch's rule for reading a key as several items: a tuple, or a short
+    list holding a sequence, slice, `...`, None or Tensor (`t[[0, [1]]]` is
+    `t[0, [1]]`; `t[[0, 1]]` is one list index). An ndarray is one item."""
+    if isinstance(key, tuple):
+        return True
+    if not isinstance(key, list) or len(key) >= 32:
+        return False
+    return any(
+        k is None or k is Ellipsis or isinstance(k, (slice, Tensor, np.ndarray, list, tuple)) for k in key
+    )
+
+
+def _index_item(client: Any, key: Any, tensors: list["Tensor"]) -> pb.IndexItem:
     if key is None:
         return pb.IndexItem(new_axis=True)
     if key is Ellipsis:
@@ -824,10 +929,37 @@ def _index_item(key: Any) -> pb.IndexItem:
             )
         )
     if isinstance(key, (builtins.bool, np.bool_)):
-        raise TypeError("boolean indices are not supported (only ints, slices, ..., None)")
+        return pb.IndexItem(boolean=builtins.bool(key))
+    if isinstance(key, Tensor):
+        tensors.append(key)
+        return pb.IndexItem(tensor=True)
+    if isinstance(key, (np.ndarray, list, tuple)):
+        return _array_item(client, key, tensors)
     try:
         return pb.IndexItem(select=operator.index(key))
     except TypeError:
         raise TypeError(
-            f"tensord indexing supports ints, slices, ..., None and tuples of these, not {type(key).__name__}"
+            "tensord indices are ints, slices, ..., None, bools, and integer or bool "
+            f"Tensors, lists or ndarrays, not {type(key).__name__}"
         ) from None
+
+
+def _array_item(client: Any, key: Any, tensors: list["Tensor"]) -> pb.IndexItem:
+    """A list or ndarray index: int64 positions or a bool mask (uint8 arrays
+    are masks, as in torch)."""
+    a = np.asarray(key)
+    if a.dtype == np.bool_ or a.dtype == np.uint8:
+        a = a.astype(np.bool_, copy=False)
+        dtype = pb.DTYPE_BOOL
+    elif a.dtype.kind in "iu" or a.size == 0:  # [] is an empty list of positions
+        a = a.astype(np.int64, copy=False)
+        dtype = pb.DTYPE_INT64
+    else:
+        raise IndexError(f"tensors used as indices must be long, int, byte or bool tensors, got {a.dtype}")
+    if a.nbytes > _INLINE_INDEX_BYTES:
+        tensors.append(client.from_numpy(a))
+        return pb.IndexItem(tensor=True)
+    a = np.ascontiguousarray(a)
+    if a.dtype.byteorder == ">":
+        a = a.byteswap().view(a.dtype.newbyteorder("<"))
+    return pb.IndexItem(array=pb.IndexArray(dtype=dtype, shape=a.shape, data=a.tobytes()))

@@ -74,7 +74,10 @@ absl::StatusOr<std::vector<Variable>> RunRecorded(
   }
   auto node = std::make_shared<OpNode>(
       BackwardName(seeded.op()), std::move(edges), def,
-      (def->traits & kSavesInputs) ? seeded : seeded.WithoutArgs(), std::move(inputs),
+      (def->traits & kSavesInputs)        ? seeded
+      : (def->traits & kSavesIndexInputs) ? seeded.WithIndexArgsOnly()
+                                          : seeded.WithoutArgs(),
+      std::move(inputs),
       (def->traits & kSavesOutputs) ? outputs : std::vector<Tensor>{},
       static_cast<int>(outputs.size()));
   for (size_t i = 0; i < outputs.size(); ++i) {

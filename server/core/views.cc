@@ -298,9 +298,18 @@ absl::StatusOr<Tensor> Slice(const Tensor& t, int64_t dim, const SliceSpec& slic
   return t.WithLayout(std::move(shape), std::move(strides), offset);
 }
 
+bool IsAdvanced(const IndexItem& item) {
+  return std::holds_alternative<TensorIndex>(item) || std::holds_alternative<BoolIndex>(item) ||
+         std::holds_alternative<ArrayIndex>(item);
+}
+
 absl::StatusOr<Tensor> Index(const Tensor& t, absl::Span<const IndexItem> items) {
   int64_t consuming = 0, ellipses = 0;
   for (const IndexItem& item : items) {
+    if (IsAdvanced(item)) {
+      return absl::InvalidArgumentError(
+          "tensor, bool and list indices make a copy, not a view: send them in the 'index' op");
+    }
     if (std::holds_alternative<int64_t>(item) || std::holds_alternative<SliceSpec>(item)) {
       ++consuming;
     } else if (std::holds_alternative<Ellipsis>(item)) {

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <optional>
+#include <string>
 #include <variant>
 
 #include "absl/status/statusor.h"
@@ -45,10 +46,25 @@ struct SliceSpec {
 };
 absl::StatusOr<Tensor> Slice(const Tensor& t, int64_t dim, const SliceSpec& slice);
 
-// One item of a NumPy-style index expression t[i, a:b, ..., None].
+// One item of a NumPy-style index expression t[i, a:b, ..., None, idx, mask].
 struct Ellipsis {};
 struct NewAxis {};
-using IndexItem = std::variant<int64_t, SliceSpec, Ellipsis, NewAxis>;
+// Advanced items. Index() below refuses them; ops/index.cc resolves them
+// into a view plus a gather (the result is then a copy).
+struct TensorIndex {};  // the op's next tensor argument: integer indices or a bool mask
+struct BoolIndex {      // a Python bool: a 0-d mask
+  bool value = false;
+};
+struct ArrayIndex {     // a literal index sent inline: int64 indices or a bool mask
+  DType dtype = DType::kInt64;
+  Dims shape;
+  std::string data;     // C-contiguous bytes
+};
+using IndexItem =
+    std::variant<int64_t, SliceSpec, Ellipsis, NewAxis, TensorIndex, BoolIndex, ArrayIndex>;
+bool IsAdvanced(const IndexItem& item);
+
+// Basic indexing: a view. InvalidArgument for advanced items.
 absl::StatusOr<Tensor> Index(const Tensor& t, absl::Span<const IndexItem> items);
 
 // The shape with its -1 resolved against `numel`, or InvalidArgument.

@@ -15,6 +15,7 @@ const OpTable& Registry() {
     AddLinalgOps(*t);
     AddShapeOps(*t);
     AddNnOps(*t);
+    AddIndexOps(*t);
     return t;
   }();
   return *table;
@@ -72,6 +73,17 @@ OpContext OpContext::WithAttr(const std::string& name, Attr value) const {
 }
 
 OpContext OpContext::WithoutArgs() const { return OpContext(op_, {}, attrs_, budget_); }
+
+OpContext OpContext::WithIndexArgsOnly() const {
+  std::vector<Operand> args;
+  args.reserve(args_.size());
+  for (const Operand& arg : args_) {
+    const Tensor* t = std::get_if<Tensor>(&arg);
+    const bool index = t != nullptr && (IsIntegral(t->dtype()) || t->dtype() == DType::kBool);
+    args.push_back(index ? arg : Operand(Scalar{}));
+  }
+  return OpContext(op_, std::move(args), attrs_, budget_);
+}
 
 absl::Status OpContext::ExpectArgs(size_t min, size_t max) const {
   if (args_.size() < min || args_.size() > max) {

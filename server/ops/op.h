@@ -73,6 +73,9 @@ class OpContext {
   // A copy without the positional arguments, for backward nodes that need
   // only the attributes: it keeps no tensor alive.
   OpContext WithoutArgs() const;
+  // A copy keeping only the integer and bool tensor arguments; the others
+  // become the number 0 (kSavesIndexInputs).
+  OpContext WithIndexArgsOnly() const;
 
  private:
   std::string op_;
@@ -144,6 +147,10 @@ enum OpTraits : unsigned {
   kSavesOutputs = 2,  // the backward reads the forward's outputs
   kInPlace = 4,       // writes its first argument and returns nothing
   kRandom = 8,        // reads a "seed" attribute, drawn from the session when absent
+  // The backward reads the forward's integer and bool tensor arguments (the
+  // indices and masks of an indexing op) but none of its floating ones, so
+  // the graph never keeps the indexed data alive for them.
+  kSavesIndexInputs = 16,
 };
 
 struct OpDef {
@@ -169,6 +176,7 @@ void AddReductionOps(OpTable& table);    // ops/reduction.cc
 void AddLinalgOps(OpTable& table);       // ops/linalg.cc: matmul, cat, stack, in-place updates
 void AddShapeOps(OpTable& table);        // ops/shape.cc: views and copies
 void AddNnOps(OpTable& table);           // ops/nn.cc: linear, losses, dropout
+void AddIndexOps(OpTable& table);        // ops/index.cc: index, index_put(_), nonzero
 
 // The op named `name`, or NotFound listing nothing secret.
 absl::StatusOr<const OpDef*> FindOp(absl::string_view name);

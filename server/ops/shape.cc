@@ -5,7 +5,7 @@
 // A view's backward maps the output gradient back onto the input's shape:
 // the inverse permutation for transpose/permute, a reshape for the
 // shape-only views, nothing at all for expand (the engine sums broadcast
-// dims away), and a scatter into zeros for select and indexing.
+// dims away), and a scatter into zeros for select.
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "core/copy.h"
@@ -108,16 +108,13 @@ absl::StatusOr<Tensor> ExpandForward(const Tensor& x, const OpContext& ctx) {
 }
 absl::StatusOr<Grads> PassThroughBackward(const GradContext& ctx) { return Grads{ctx.grad()}; }
 
-// ---- select / index: scatter the gradient into zeros of the input's shape -------
+// ---- select: scatter the gradient into zeros of the input's shape ----------------
+// (`index`, which may also take tensors, lives in ops/index.cc.)
 
 absl::StatusOr<Tensor> SelectForward(const Tensor& x, const OpContext& ctx) {
   ASSIGN_OR_RETURN(const int64_t dim, RequiredInt(ctx, "dim"));
   ASSIGN_OR_RETURN(const int64_t index, RequiredInt(ctx, "index"));
   return Select(x, dim, index);
-}
-absl::StatusOr<Tensor> IndexForward(const Tensor& x, const OpContext& ctx) {
-  ASSIGN_OR_RETURN(const std::vector<IndexItem> items, ctx.IndexItems("items"));
-  return Index(x, items);
 }
 // The same view of a zero tensor shaped like the input receives the
 // gradient; these views never repeat an element, so a copy is a scatter.
@@ -156,7 +153,6 @@ void AddShapeOps(OpTable& table) {
       {"unsqueeze", {UnaryView(UnsqueezeForward), ReshapeBackward}},
       {"expand", {UnaryView(ExpandForward), PassThroughBackward}},
       {"select", {UnaryView(SelectForward), ScatterBackward<SelectForward>}},
-      {"index", {UnaryView(IndexForward), ScatterBackward<IndexForward>}},
       {"contiguous", {UnaryView(ContiguousForward), PassThroughBackward}},
       {"clone", {UnaryView(CloneForward), PassThroughBackward}},
       {"to", {UnaryView(ToForward), PassThroughBackward}},

@@ -57,6 +57,11 @@ absl::StatusOr<std::pair<std::string, Attrs>> ViewOp(const v1::ViewRequest& requ
       std::vector<IndexItem> items;
       for (const v1::IndexItem& item : request.index().items()) {
         ASSIGN_OR_RETURN(IndexItem converted, FromProto(item));
+        if (IsAdvanced(converted)) {
+          return absl::InvalidArgumentError(
+              "tensor, bool and list indices make a copy, not a view: send them in an Op "
+              "request for 'index'");
+        }
         items.push_back(std::move(converted));
       }
       return Result{"index", Attrs{{"items", std::move(items)}}};

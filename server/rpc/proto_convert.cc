@@ -1,6 +1,7 @@
 #include "rpc/proto_convert.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 
 namespace tensord {
 
@@ -55,9 +56,16 @@ absl::StatusOr<IndexItem> FromProto(const v1::IndexItem& item) {
     case v1::IndexItem::kSlice: return IndexItem(FromProto(item.slice()));
     case v1::IndexItem::kEllipsis: return IndexItem(Ellipsis{});
     case v1::IndexItem::kNewAxis: return IndexItem(NewAxis{});
+    case v1::IndexItem::kTensor: return IndexItem(TensorIndex{});
+    case v1::IndexItem::kBoolean: return IndexItem(BoolIndex{item.boolean()});
+    case v1::IndexItem::kArray: {
+      const v1::IndexArray& array = item.array();
+      ASSIGN_OR_RETURN(const DType dtype, FromProto(array.dtype()));
+      return IndexItem(ArrayIndex{dtype, ToDims(array.shape()), array.data()});
+    }
     case v1::IndexItem::ITEM_NOT_SET: break;
   }
-  return absl::InvalidArgumentError("index item with none of select/slice/ellipsis/new_axis");
+  return absl::InvalidArgumentError("index item with no value");
 }
 
 absl::StatusOr<Attr> AttrFromProto(const v1::OpArg& arg) {
@@ -80,6 +88,15 @@ absl::StatusOr<Attr> AttrFromProto(const v1::OpArg& arg) {
       return Attr(*dtype);
     }
     case v1::OpArg::kText: return Attr(arg.text());
+    case v1::OpArg::kIndex: {
+      std::vector<IndexItem> items;
+      items.reserve(static_cast<size_t>(arg.index().items_size()));
+      for (const v1::IndexItem& item : arg.index().items()) {
+        ASSIGN_OR_RETURN(IndexItem converted, FromProto(item));
+        items.push_back(std::move(converted));
+      }
+      return Attr(std::move(items));
+    }
     case v1::OpArg::kHandle:
       return absl::InvalidArgumentError("a tensor cannot be a named attribute");
     case v1::OpArg::VALUE_NOT_SET: break;

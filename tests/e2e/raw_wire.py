@@ -168,3 +168,6 @@ class RawSession:
 
     def create(self, request: pb.CreateRequest) -> pb.TensorMeta:
         return self.stub.Create(request, metadata=self.metadata, timeout=60)
+
+    def op(self, request: pb.OpRequest) -> pb.OpResponse:
+        return self.stub.Op(request, metadata=self.metadata, timeout=60)

@@ -312,11 +312,50 @@ def rules(rng) -> Iterator[Case]:
                    grad=("x",), gout_dtype=dtype, gout_shape=(3,))
         yield case(rng, f"rule/floor-divide-backward/{dtype}", "out = x // 1.5", {"x": (dtype, (3,))},
                    grad=("x",), gout_dtype=dtype, gout_shape=(3,))
-        yield case(rng, f"rule/bool-mask-index/{dtype}", "out = a[a > 0]", {"a": (dtype, (2, 3))})
-        yield case(rng, f"rule/int-tensor-index/{dtype}", "out = a[i]", {"a": (dtype, (4, 3)), "i": ("int64", (2,), {"low": 0, "high": 4})})
 
 
-FAMILIES = [promotion, elementwise, reductions, views, casts, autograd, losses, optimizers, rules]
+# ---- advanced indexing: integer tensors, masks, lists, and writes through them ------------
+
+# On `a` of shape (3, 4, 5): i, k index dims of size 3 and 5 (repeats and negative
+# positions included), j dim 1, i2 is (2, 2), m masks dims 0-1, n dim 1, z dim 2.
+INDEX_READS = [
+    "a[i]", "a[:, j]", "a[..., k]", "a[i, :, k]", "a[i, j]", "a[i2]", "a[1, j]", "a[1, j, ::2]", "a[i, 1:, k]",
+    "a[None, i]", "a[i, None]", "a[m]", "a[m, 1:]", "a[:, n]", "a[1:, n, 2]", "a[..., z]", "a[True]", "a[False]",
+    "a[[0, 2, 2, -1]]", "a[:, [True, False, True, False]]", "a[[[0], [2]], [1, 3]]", "a[i.to(lib.int32)]",
+    "a[i[0]]", "a[i2, :, i2]", "a[a != 0]", "a.permute(2, 1, 0)[k, 1]", "a[:, 1:3][:, j % 2]",
+    "a[i][:, j]", "a[[]]", "a[:, lib.tensor([], dtype=lib.int64)]", "a[m.nonzero()[:, 0]]", "a.nonzero()",
+]
+INDEX_INPUTS = {
+    "i": ("int64", (4,), {"low": -3, "high": 3}), "j": ("int64", (3,), {"low": -4, "high": 4}),
+    "k": ("int64", (4,), {"low": -5, "high": 5}), "i2": ("int64", (2, 2), {"low": 0, "high": 3}),
+    "m": ("bool", (3, 4)), "n": ("bool", (4,)), "z": ("bool", (5,)),
+}
+INDEX_WRITES = [
+    "b[m] = 0", "b[i] = v", "b[:, j, 1] = v[:3, :3]", "b[m] = b[m] * 2", "b[1:, n] = 7", "b[b != 0] = v[0, 0]",
+    "b.index_put_((i,), v[0], accumulate=True)", "b.index_put_((i, lib.tensor([0, 1, 1, 3])), v, accumulate=True)",
+    "b[..., z] = v[0, :1]", "b[[0, 0]] = v[:1]", "b[0] = 5",
+]
+INDEX_GRADS = {  # expression: output shape on x of shape (3, 4)
+    "x[i]": (4, 4), "x[:, j]": (3, 3), "x[m].sum(0, keepdim=True) * 2": (1,), "x[i, j[:1]] * 2": (4,), "x[i, None, 1:]": (4, 1, 3),
+    "x.index_put((lib.tensor([0, 2]),), x[0, :2].unsqueeze(1) * 3)": (3, 4),
+    "x.index_put((j[:2],), x[0].unsqueeze(0), accumulate=True)": (3, 4),
+}
+
+
+def indexing(rng) -> Iterator[Case]:
+    for (n, expr), dtype in itertools.product(enumerate(INDEX_READS), ["float32", "int64", "bool", "bfloat16", "complex64"]):
+        yield case(rng, f"index{n}/{dtype}", f"out = {expr}", {"a": (dtype, (3, 4, 5)), **INDEX_INPUTS})
+    for (n, expr), dtype in itertools.product(enumerate(INDEX_WRITES), ["float32", "int16", "float64"]):
+        yield case(rng, f"index-put{n}/{dtype}", f"b = a.clone()\n{expr}\nout = b",
+                   {"a": (dtype, (3, 4, 5)), "v": (dtype, (4, 5)), **INDEX_INPUTS})
+    for (n, (expr, shape)), dtype in itertools.product(enumerate(INDEX_GRADS.items()), ["float32", "float64"]):
+        inputs = {"x": (dtype, (3, 4)), "i": ("int64", (4,), {"low": -3, "high": 3}),
+                  "j": ("int64", (3,), {"low": -3, "high": 3}), "m": ("bool", (3, 4))}
+        yield case(rng, f"index-grad{n}/{dtype}", f"out = {expr}", inputs, grad=("x",),
+                   gout_dtype=dtype, gout_shape=shape)
+
+
+FAMILIES = [promotion, elementwise, reductions, views, casts, autograd, losses, optimizers, rules, indexing]
 
 
 def generate(seed: int = 0) -> list[Case]:

@@ -26,8 +26,6 @@ EXPECTED: list[tuple[str, str]] = [
     ("cast-special/complex*->*int*", FLOAT_TO_INT), ("cast-range/*->int8", FLOAT_TO_INT),
     ("cast-range/*->int16", FLOAT_TO_INT),
     ("rule/inplace-on-graph-nonleaf/*", "in-place ops on non-leaf tensors that are part of a graph are refused"),
-    ("rule/bool-mask-index/*", "no boolean-mask indexing yet"),
-    ("rule/int-tensor-index/*", "no integer-tensor indexing yet"),
     ("grad25/*", "autograd through complex tensors is not supported: a complex result of tensors "
                  "that require grad does not require grad"),
 ]
