@@ -12,6 +12,8 @@ measured in the same run.
 * Matmul: one 1024x1024 float32 matmul next to NumPy's in this process, and
   the combined throughput of two clients (processes) each running 1024x1024
   matmuls next to one client's.
+* Indexing: a gather of rows by an index tensor, a boolean mask and a
+  scatter-add (index_put_ with accumulate), next to NumPy (and PyTorch).
 * The linear-regression tutorial's training loop (model, MSELoss, SGD, 100
   steps, predictions downloaded), pipelined and in blocking mode, next to the
   same loop in local PyTorch (when `torch` is importable; one thread) and the
@@ -239,6 +241,55 @@ def matmul_speed(td: tensord.Client, address: str, n: int, runs: int) -> None:
     print(f"    two clients {two:7.1f}   ({two / one:.2f}x one client's; {os.cpu_count()} CPUs)")
 
 
+def indexing_speed(td: tensord.Client, runs: int) -> None:
+    """Gathers, masks and scatter-adds on the server (computed, not downloaded)
+    next to the same NumPy (and, when importable, PyTorch) calls in this process."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4096, 256), dtype=np.float32)
+    rows = rng.integers(0, 4096, 4096)
+    flat = x.reshape(-1)
+    bins = rng.integers(0, 1024, flat.size)
+    tx, trows, tbins, tflat = td.from_numpy(x), td.from_numpy(rows), td.from_numpy(bins), td.from_numpy(flat)
+    torch = torch_or_none()
+
+    def on_server(fn: Callable[[], object]) -> Callable[[], None]:
+        def run() -> None:
+            out = fn()
+            td.synchronize()
+            del out
+        return run
+
+    def np_add_at() -> np.ndarray:
+        acc = np.zeros(1024, dtype=np.float32)
+        np.add.at(acc, bins, flat)
+        return acc
+
+    cases = {
+        "x[rows] (4096 rows of 256 float32)": (on_server(lambda: tx[trows]), lambda: x[rows],
+                                               (lambda t, r: lambda: t[r]) if torch else None),
+        "x[x > 0] (1M float32)": (on_server(lambda: tx[tx > 0]), lambda: x[x > 0],
+                                  (lambda t, r: lambda: t[t > 0]) if torch else None),
+        "index_put_ accumulate (1M into 1024)": (
+            on_server(lambda: td.zeros(1024).index_put_((tbins,), tflat, accumulate=True)), np_add_at,
+            None),
+    }
+    print(f"\nindexing, median of {runs} alternating calls (tensord includes the sync round trip)")
+    for name, (server, local, torch_fn) in cases.items():
+        candidates = {"tensord": server, "NumPy": local}
+        if torch is not None and torch_fn is not None:
+            candidates["PyTorch"] = torch_fn(torch.from_numpy(x), torch.from_numpy(rows))
+        if torch is not None and name.startswith("index_put_"):
+            tb, tf = torch.from_numpy(bins), torch.from_numpy(flat)
+            candidates["PyTorch"] = lambda: torch.zeros(1024).index_put_((tb,), tf, accumulate=True)
+        m = medians(candidates, runs)
+        line = "   ".join(f"{k} {v * 1e3:7.2f} ms" for k, v in m.items())
+        ratios = "   ".join(f"tensord/{k} {m['tensord'] / v:5.2f}x" for k, v in m.items() if k != "tensord")
+        print(f"  {name:<38}{line}   ({ratios})")
+    np.testing.assert_array_equal(tx[trows].numpy(), x[rows])
+    np.testing.assert_allclose(td.zeros(1024).index_put_((tbins,), tflat, accumulate=True).numpy(), np_add_at(),
+                               rtol=1e-3, atol=1e-2)
+
+
 def regression_data() -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.RandomState(0)
     X = rng.rand(100, 1)
@@ -321,6 +372,7 @@ def main() -> None:
             pipelined_throughput(address, td, args.ops, max(3, args.runs // 40))
             fairness(address, td, args.samples, 2048)
             matmul_speed(td, address, args.size, args.runs)
+            indexing_speed(td, max(5, args.runs // 10))
             seed_loop(address, td, max(3, args.runs // 20))
     finally:
         proc.terminate()

@@ -465,7 +465,7 @@ SHAPE_OPS = [
     case("index_two_tensors_apart", lambda a, i, k: a[i, :, k], normal(3, 2, 4), indices(3, 5), indices(4, 5)),
     case("index_mask", lambda a, m: a[m], normal(3, 4), RNG.random((3, 4)) > 0.4),
     case("index_mask_then_slice", lambda a, m: a[1:, m], normal(3, 4), np.array([True, False, True, True])),
-    case("index_list", lambda a: a[[1, 1, 0]] * a[0, [2, 2, 3]], normal(2, 4)),
+    case("index_list", lambda a: a[[1, 1, 0]] * a[0, [2, 2, 3, 3]], normal(2, 4)),
     case("index_put_values", lambda a, v: a.index_put((a._client.tensor([0, 2]),), v), normal(3, 4), normal(2, 1)),
     case("index_put_accumulate", lambda a, v: a.index_put((a._client.tensor([1, 1]),), v, accumulate=True),
          normal(3, 4), normal(4)),

@@ -312,6 +312,9 @@ def rules(rng) -> Iterator[Case]:
                    grad=("x",), gout_dtype=dtype, gout_shape=(3,))
         yield case(rng, f"rule/floor-divide-backward/{dtype}", "out = x // 1.5", {"x": (dtype, (3,))},
                    grad=("x",), gout_dtype=dtype, gout_shape=(3,))
+    yield case(rng, "rule/index-write-casts-values", "b = a.clone()\nb[[0, 2]] = v\nout = b",
+               {"a": ("int32", (3,)), "v": ("float64", (2,))})
+    yield case(rng, "rule/float-list-index", "out = a[[0.5]]", {"a": ("float32", (2, 3))})
 
 
 # ---- advanced indexing: integer tensors, masks, lists, and writes through them ------------

@@ -26,6 +26,9 @@ EXPECTED: list[tuple[str, str]] = [
     ("cast-special/complex*->*int*", FLOAT_TO_INT), ("cast-range/*->int8", FLOAT_TO_INT),
     ("cast-range/*->int16", FLOAT_TO_INT),
     ("rule/inplace-on-graph-nonleaf/*", "in-place ops on non-leaf tensors that are part of a graph are refused"),
+    ("rule/index-write-casts-values", "t[idx] = v casts v to t's dtype, as copy_ does; PyTorch refuses "
+                                      "mismatched dtypes in index writes"),
+    ("rule/float-list-index", "a list of floats as an index is refused; PyTorch truncates the floats"),
     ("grad25/*", "autograd through complex tensors is not supported: a complex result of tensors "
                  "that require grad does not require grad"),
 ]
