@@ -8,8 +8,8 @@
 //      bool, a literal array) stands in for full slices over the dims it
 //      indexes (a mask covers as many dims as it has); the basic items then
 //      make a view of the input (core/views.h), and the advanced ones are
-//      recorded against the view's dims. Masks become integer indices: the
-//      columns of their nonzero() positions.
+//      recorded against the view's dims. A mask becomes the element offsets
+//      (in the view) of its true positions: one index over all its dims.
 //   2. Plan: the integer indices broadcast together to one shape B, and a
 //      table of storage offsets with shape B is built from them (bounds are
 //      checked here, negative indices wrap). B replaces the indexed dims
@@ -20,7 +20,7 @@
 // An expression with basic items only is a view (the View RPC's `index`).
 //
 // Copies, for memory: the result of a gather is the one new tensor; masks
-// add their nonzero positions (count x dims int64) and every expression
+// add their true positions' offsets (one int64 each) and every expression
 // with tensors adds the offset table (one int64 per position of B). Values
 // written by index_put_ are cast to the target's dtype first (a copy only
 // when the dtypes differ) and cloned when they share the target's storage.
@@ -102,14 +102,59 @@ absl::StatusOr<Tensor> Nonzero(const Tensor& x, const std::shared_ptr<MemoryBudg
   return out;
 }
 
+// One advanced index of a resolved expression: integer positions along one
+// dim of the view, or a mask's true positions over `ndims` dims, given as
+// element offsets into the view (so already in bounds).
+struct IndexedDims {
+  int64_t dim;    // the first dim of the view it indexes
+  int64_t ndims;  // 1 for integer positions
+  Tensor index;   // int64/int32 positions, or int64 offsets for a mask
+  bool offsets;   // whether `index` holds a mask's offsets
+};
+
 // An index expression resolved against a tensor: the view its basic items
-// make, and one integer index tensor (int64 or int32) per indexed dim of
-// the view, in increasing dim order.
+// make and its advanced indices, in increasing dim order.
 struct Resolved {
   Tensor view;
-  std::vector<std::pair<int64_t, Tensor>> indices;
-  bool advanced = false;  // any advanced item (even one that indexes no dim)
+  std::vector<IndexedDims> indices;
+  bool advanced = false;  // any advanced item
 };
+
+// The element offsets, in `view`, of the true elements of `mask`, which
+// covers the view's dims [dim, dim + mask.ndim()), in row-major order.
+absl::StatusOr<Tensor> MaskOffsets(const Tensor& mask, const Tensor& view, int64_t dim,
+                                   const std::shared_ptr<MemoryBudget>& budget) {
+  int64_t count = 0;
+  if (mask.numel() > 0) {
+    VisitDType(mask.dtype(), [&](auto tag) {
+      using T = typename decltype(tag)::type;
+      count = cpu::CountNonzero<T>(mask.shape(), mask.strides(),
+                                   reinterpret_cast<const T*>(mask.data()));
+    });
+  }
+  // One slot more than the count: the loop writes every element's offset
+  // and advances past the true ones only (no branch to mispredict on a
+  // random mask), so its last write may land one past the end.
+  ASSIGN_OR_RETURN(Tensor out,
+                   Tensor::Empty(DType::kInt64, Dims{count + 1}, Device::Cpu(), budget));
+  const absl::Span<const int64_t> strides(view.strides().data() + dim,
+                                          static_cast<size_t>(mask.ndim()));
+  auto* next = reinterpret_cast<int64_t*>(out.data());
+  VisitDType(mask.dtype(), [&](auto tag) {
+    using T = typename decltype(tag)::type;
+    const T* m = reinterpret_cast<const T*>(mask.data());
+    if (count == 0) return;
+    ForEachRun<2>(mask.shape(), {mask.strides(), strides},
+                  [&](const std::array<int64_t, 2>& off, int64_t n,
+                      const std::array<int64_t, 2>& s) {
+                    for (int64_t i = 0; i < n; ++i) {
+                      *next = off[1] + i * s[1];
+                      next += cpu::IsNonzero(m[off[0] + i * s[0]]) ? 1 : 0;
+                    }
+                  });
+  });
+  return out.WithLayout(Dims{count}, Dims{1}, out.storage_offset());
+}
 
 // Resolves `items` against `self`; TensorIndex items take the op's tensor
 // arguments from position `first_arg` on, all of which must be used.
@@ -192,7 +237,7 @@ absl::StatusOr<Resolved> Resolve(const Tensor& self, absl::Span<const IndexItem>
   Resolved resolved{view, {}, advanced};
   for (Pending& p : pending) {
     if (!IsMaskDType(p.index.dtype())) {
-      resolved.indices.emplace_back(p.dim, std::move(p.index));
+      resolved.indices.push_back({p.dim, 1, std::move(p.index), false});
       continue;
     }
     const int64_t m = p.index.ndim();
@@ -202,14 +247,8 @@ absl::StatusOr<Resolved> Resolve(const Tensor& self, absl::Span<const IndexItem>
           "the shape of the mask ", DimsToString(p.index.shape()), " does not match the shape ",
           DimsToString(covered), " of the dimensions it indexes (from dimension ", p.dim, ")"));
     }
-    // The mask's nonzero positions, one column per masked dim: strided
-    // views of one (count x m) tensor, not copies.
-    ASSIGN_OR_RETURN(const Tensor positions, Nonzero(p.index, ctx.budget()));
-    for (int64_t k = 0; k < m; ++k) {
-      resolved.indices.emplace_back(
-          p.dim + k, positions.WithLayout(Dims{positions.shape()[0]}, Dims{m},
-                                          positions.storage_offset() + k));
-    }
+    ASSIGN_OR_RETURN(Tensor offsets, MaskOffsets(p.index, view, p.dim, ctx.budget()));
+    resolved.indices.push_back({p.dim, m, std::move(offsets), true});
   }
   return resolved;
 }
@@ -225,12 +264,12 @@ struct Plan {
 absl::StatusOr<Plan> MakePlan(const Resolved& r, const std::shared_ptr<MemoryBudget>& budget) {
   const Tensor& view = r.view;
   Dims b;  // the broadcast shape of the indices
-  for (const auto& [dim, index] : r.indices) {
-    absl::StatusOr<Dims> joined = BroadcastShapes(b, index.shape());
+  for (const IndexedDims& entry : r.indices) {
+    absl::StatusOr<Dims> joined = BroadcastShapes(b, entry.index.shape());
     if (!joined.ok()) {
       std::string shapes;
-      for (const auto& [_, other] : r.indices) {
-        absl::StrAppend(&shapes, shapes.empty() ? "" : ", ", DimsToString(other.shape()));
+      for (const IndexedDims& other : r.indices) {
+        absl::StrAppend(&shapes, shapes.empty() ? "" : ", ", DimsToString(other.index.shape()));
       }
       return absl::InvalidArgumentError(absl::StrCat(
           "shape mismatch: indexing tensors could not be broadcast together with shapes ",
@@ -238,15 +277,19 @@ absl::StatusOr<Plan> MakePlan(const Resolved& r, const std::shared_ptr<MemoryBud
     }
     b = *std::move(joined);
   }
-  ASSIGN_OR_RETURN(Tensor table, Full(b, Scalar{int64_t{0}},
-                                      TensorOptions{DType::kInt64, Device::Cpu(), budget}));
+  // The first index writes the table, the others add to it; with no index
+  // it is the one offset 0.
+  ASSIGN_OR_RETURN(Tensor table, Tensor::Empty(DType::kInt64, b, Device::Cpu(), budget));
   auto* offsets = reinterpret_cast<int64_t*>(table.data());
-  for (const auto& [dim, index] : r.indices) {
+  if (r.indices.empty()) offsets[0] = 0;
+  bool first = true;
+  for (const IndexedDims& entry : r.indices) {
+    const int64_t dim = entry.dim;
     const int64_t size = view.shape()[dim];
     const int64_t stride = view.strides()[dim];
-    const Tensor spread = BroadcastTo(index, b);
+    const Tensor spread = BroadcastTo(entry.index, b);
     absl::Status status;
-    VisitDType(index.dtype(), [&](auto tag) {
+    VisitDType(entry.index.dtype(), [&](auto tag) {
       using T = typename decltype(tag)::type;
       if constexpr (std::is_same_v<T, int64_t> || std::is_same_v<T, int32_t>) {
         const T* idx = reinterpret_cast<const T*>(spread.data());
@@ -255,18 +298,26 @@ absl::StatusOr<Plan> MakePlan(const Resolved& r, const std::shared_ptr<MemoryBud
                           const std::array<int64_t, 2>& s) {
                         for (int64_t i = 0; i < n && status.ok(); ++i) {
                           const int64_t v = idx[off[1] + i * s[1]];
+                          if (entry.offsets) {  // a mask's offsets: in bounds by construction
+                            int64_t& slot = offsets[off[0] + i * s[0]];
+                            slot = first ? v : slot + v;
+                            continue;
+                          }
                           if (v < -size || v >= size) {
                             status = absl::InvalidArgumentError(
                                 absl::StrCat("index ", v, " is out of bounds for dimension ",
                                              dim, " with size ", size));
                             return;
                           }
-                          offsets[off[0] + i * s[0]] += (v < 0 ? v + size : v) * stride;
+                          const int64_t offset = (v < 0 ? v + size : v) * stride;
+                          int64_t& slot = offsets[off[0] + i * s[0]];
+                          slot = first ? offset : slot + offset;
                         }
                       });
       }
     });
     RETURN_IF_ERROR(status);
+    first = false;
   }
 
   Plan plan{{}, {}, {}, std::move(table)};
@@ -284,12 +335,17 @@ absl::StatusOr<Plan> MakePlan(const Resolved& r, const std::shared_ptr<MemoryBud
     }
   };
   std::vector<bool> indexed(static_cast<size_t>(view.ndim()), false);
-  for (const auto& [dim, _] : r.indices) indexed[static_cast<size_t>(dim)] = true;
+  int64_t covered = 0;
+  for (const IndexedDims& entry : r.indices) {
+    for (int64_t k = 0; k < entry.ndims; ++k) indexed[static_cast<size_t>(entry.dim + k)] = true;
+    covered += entry.ndims;
+  }
   if (r.indices.empty()) {
     for (int64_t d = 0; d < view.ndim(); ++d) add_view_dim(d);
   } else {
-    const int64_t first = r.indices.front().first, last = r.indices.back().first;
-    const bool adjacent = last - first + 1 == static_cast<int64_t>(r.indices.size());
+    const int64_t first = r.indices.front().dim;
+    const int64_t end = r.indices.back().dim + r.indices.back().ndims;
+    const bool adjacent = end - first == covered;
     if (!adjacent) add_index_dims();
     for (int64_t d = 0; d < view.ndim(); ++d) {
       if (!indexed[static_cast<size_t>(d)]) {

@@ -60,7 +60,16 @@ void Gather(const IndexWalk& walk, W* out, const W* src, const int64_t* table) {
                   W* o = out + off[0];
                   const W* x = src + off[1];
                   const int64_t* t = table + off[2];
-                  for (int64_t i = 0; i < n; ++i) o[i * s[0]] = x[i * s[1] + t[i * s[2]]];
+                  if (s[2] != 0) {  // the run crosses index positions (x[mask], x[idx] of a vector)
+                    for (int64_t i = 0; i < n; ++i) o[i * s[0]] = x[i * s[1] + t[i * s[2]]];
+                    return;
+                  }
+                  x += t[0];  // the run stays at one index position: a strided copy
+                  if (s[0] == 1 && s[1] == 1) {
+                    std::memcpy(o, x, static_cast<size_t>(n) * sizeof(W));
+                    return;
+                  }
+                  for (int64_t i = 0; i < n; ++i) o[i * s[0]] = x[i * s[1]];
                 });
 }
 
