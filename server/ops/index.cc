@@ -10,9 +10,9 @@
 //      make a view of the input (core/views.h), and the advanced ones are
 //      recorded against the view's dims. A mask becomes the element offsets
 //      (in the view) of its true positions: one index over all its dims.
-//   2. Plan: the integer indices broadcast together to one shape B, and a
-//      table of storage offsets with shape B is built from them (bounds are
-//      checked here, negative indices wrap). B replaces the indexed dims
+//   2. Plan: the indices (a mask's offsets count as one) broadcast together
+//      to one shape B, and a table of storage offsets with shape B is built
+//      from them (bounds are checked here, negative indices wrap). B replaces the indexed dims
 //      when those are adjacent; otherwise B leads the result (NumPy's rule).
 //   3. Walk: a gather reads the view through the table into a new tensor
 //      (`index`); a scatter writes values through it (`index_put_`,
@@ -139,11 +139,11 @@ absl::StatusOr<Tensor> MaskOffsets(const Tensor& mask, const Tensor& view, int64
                    Tensor::Empty(DType::kInt64, Dims{count + 1}, Device::Cpu(), budget));
   const absl::Span<const int64_t> strides(view.strides().data() + dim,
                                           static_cast<size_t>(mask.ndim()));
+  if (count == 0) return out.WithLayout(Dims{0}, Dims{1}, out.storage_offset());
   auto* next = reinterpret_cast<int64_t*>(out.data());
   VisitDType(mask.dtype(), [&](auto tag) {
     using T = typename decltype(tag)::type;
     const T* m = reinterpret_cast<const T*>(mask.data());
-    if (count == 0) return;
     ForEachRun<2>(mask.shape(), {mask.strides(), strides},
                   [&](const std::array<int64_t, 2>& off, int64_t n,
                       const std::array<int64_t, 2>& s) {
