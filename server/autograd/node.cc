@@ -87,6 +87,32 @@ Edge GradientEdge(const Variable& variable) {
   return {accumulator, 0};
 }
 
+Node::~Node() {
+  // A node whose only owner is this one (use_count 1) dies with it: it moves
+  // to a work list, where its own edges are taken before it is destroyed,
+  // so no destructor finds anything left to release and the stack stays
+  // flat. Edges to nodes that others hold are dropped in place, which never
+  // destroys them; dropping one of two edges to the same node (x * x) leaves
+  // the other as the sole owner, taken in turn.
+  std::vector<std::shared_ptr<Node>> doomed;
+  auto release = [&doomed](std::vector<Edge>& edges) {
+    for (Edge& edge : edges) {
+      if (edge.node == nullptr) continue;
+      if (edge.node.use_count() == 1) {
+        doomed.push_back(std::move(edge.node));
+      } else {
+        edge.node.reset();
+      }
+    }
+  };
+  release(next_);
+  while (!doomed.empty()) {
+    std::shared_ptr<Node> node = std::move(doomed.back());
+    doomed.pop_back();
+    release(node->next_);
+  }  // each `node` is destroyed here, with no edges left
+}
+
 void Node::RetainGrad(int output_nr, std::weak_ptr<AutogradMeta> meta) {
   absl::MutexLock lock(&retained_mu_);
   retained_.emplace_back(output_nr, std::move(meta));

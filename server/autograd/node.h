@@ -12,7 +12,10 @@
 // Ownership: outputs hold their grad_fn (shared), nodes hold the nodes they
 // point to (shared), so a graph lives exactly as long as some handle can
 // still reach it. A GradAccumulator holds its leaf's AutogradMeta; the meta
-// holds its accumulator only weakly, so there is no cycle.
+// holds its accumulator only weakly, so there is no cycle. A graph is
+// released iteratively (~Node), never by recursion: a chain of a million
+// nodes (a loss summed over an epoch without detach()) is freed in constant
+// stack.
 //
 // Thread-safety: AutogradMeta and Node guard their mutable state with their
 // own mutex; the graph's shape never changes after recording. No code holds
@@ -46,7 +49,9 @@ class Node {
  public:
   explicit Node(std::string name, std::vector<Edge> next)
       : name_(std::move(name)), next_(std::move(next)) {}
-  virtual ~Node() = default;
+  // Releases the nodes that only this one holds, and theirs, from a work
+  // list rather than through nested destructors (PyTorch's deleteNode).
+  virtual ~Node();
 
   const std::string& name() const { return name_; }
   const std::vector<Edge>& next() const { return next_; }
@@ -65,7 +70,7 @@ class Node {
 
  private:
   const std::string name_;
-  const std::vector<Edge> next_;
+  std::vector<Edge> next_;  // fixed after construction; emptied only by ~Node
   absl::Mutex retained_mu_;
   std::vector<std::pair<int, std::weak_ptr<AutogradMeta>>> retained_ ABSL_GUARDED_BY(retained_mu_);
 };

@@ -304,3 +304,29 @@ def test_graph_memory_is_returned_after_backward(server_factory):
         with pytest.raises(tensord.FailedPreconditionError, match="second time"):
             loss.backward()
             td.synchronize()
+
+
+def test_a_million_node_chain_backpropagates_and_frees(server_factory):
+    """A running total kept over a million steps without detach(): the graph is
+    released iteratively, not by a million nested destructors (which overflowed
+    the stack and killed the server at a few hundred thousand)."""
+    server = server_factory()
+    with tensord.connect(server.address, timeout=300) as td, tensord.connect(server.address) as other:
+        kept = other.tensor([1.0, 2.0, 3.0])
+        x = td.tensor([1.0], dtype="float64", requires_grad=True)
+        total = td.zeros(1, dtype="float64")
+        for _ in range(1_000_000):
+            total = total + x
+        total.backward()
+        assert x.grad.item() == 1_000_000.0
+        total.free()
+        # Every node with both edges into the same node (y + y) takes the other path of the release.
+        y = x * 1.0
+        for _ in range(100_000):
+            y = (y + y) * 0.5
+        y.free()
+        td.synchronize()
+        assert td.memory_info().session_tensors == 1  # x: every intermediate is gone
+        np.testing.assert_array_equal(kept.numpy(), [1.0, 2.0, 3.0])
+        np.testing.assert_array_equal((x * 2).detach().numpy(), [2.0])
+    assert server.proc.poll() is None, server.stderr_text()
