@@ -1,7 +1,11 @@
 #include "core/tensor.h"
 
+#include <algorithm>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "core/strided_loop.h"
 
 namespace tensord {
 
@@ -145,6 +149,55 @@ bool Tensor::is_contiguous() const {
     expected *= shape_[i];
   }
   return true;
+}
+
+Overlap InternalOverlap(const Tensor& t) {
+  if (t.numel() <= 1) return Overlap::kNo;
+  std::vector<std::pair<int64_t, int64_t>> dims;  // (stride, size) of dims of size > 1
+  for (int64_t d = 0; d < t.ndim(); ++d) {
+    if (t.shape()[d] == 1) continue;
+    if (t.strides()[d] == 0) return Overlap::kYes;
+    dims.emplace_back(t.strides()[d], t.shape()[d]);
+  }
+  std::sort(dims.begin(), dims.end());
+  int64_t extent = 1;  // elements spanned by the smaller dims
+  bool nested = true;
+  for (const auto& [stride, size] : dims) {
+    if (stride < extent) {
+      nested = false;
+      break;
+    }
+    extent += stride * (size - 1);  // within the tensor's span: no overflow
+  }
+  if (nested) return Overlap::kNo;
+  // Interleaved strides (only uploads make them): mark each element's offset.
+  // An overlapping layout repeats an offset within span + 1 elements, so the
+  // walk stops early; a non-overlapping one has numel <= span.
+  const int64_t span = t.span_elements();
+  if (span > kOverlapExactSpan) return Overlap::kUnknown;
+  std::vector<bool> seen(static_cast<size_t>(span), false);
+  bool repeated = false;
+  ForEachRun<1>(t.shape(), {t.strides()},
+                [&](const std::array<int64_t, 1>& off, int64_t n, const std::array<int64_t, 1>& s) {
+                  for (int64_t i = 0; i < n && !repeated; ++i) {
+                    auto slot = seen[static_cast<size_t>(off[0] + i * s[0])];
+                    repeated = slot;
+                    slot = true;
+                  }
+                });
+  return repeated ? Overlap::kYes : Overlap::kNo;
+}
+
+absl::Status CheckWritable(const Tensor& t, absl::string_view what) {
+  const Overlap overlap = InternalOverlap(t);
+  if (overlap == Overlap::kNo) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      what, " (shape ", DimsToString(t.shape()), ", strides ", DimsToString(t.strides()), ") ",
+      overlap == Overlap::kYes
+          ? "has several elements at one memory location (an expanded view, or overlapping strides)"
+          : "may have several elements at one memory location (its strides interleave over "
+            "too large a span to check)",
+      ", so writing into it in place is refused: clone() it first"));
 }
 
 }  // namespace tensord

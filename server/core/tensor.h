@@ -19,6 +19,7 @@
 
 #include "absl/container/inlined_vector.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/types/span.h"
 #include "core/dtype.h"
 #include "core/storage.h"
@@ -99,5 +100,27 @@ class Tensor {
   int64_t numel_;
   int64_t span_elements_;
 };
+
+// Whether some elements of a tensor share one memory location: the single
+// overlap test behind every write (in-place ops, index writes, optimizer
+// steps). Views the server makes overlap only through expand (stride 0);
+// uploads may carry any strides, NumPy's as_strided included.
+enum class Overlap {
+  kNo,       // every element has its own location
+  kYes,      // at least two elements share one
+  kUnknown,  // not decided: an interleaved layout over a very large span
+};
+// Exact for all but kUnknown: a stride-0 dim means kYes; dims that nest
+// (sorted by stride, each stride past the extent of the smaller ones) mean
+// kNo; any other layout is decided by marking its offsets in a bitmap of
+// its span, when the span has at most kOverlapExactSpan elements.
+Overlap InternalOverlap(const Tensor& t);
+inline constexpr int64_t kOverlapExactSpan = int64_t{1} << 26;
+
+// InvalidArgument unless InternalOverlap(t) is kNo, naming `what` ("self",
+// "parameter 2") with its shape and strides; like PyTorch, a write into a
+// tensor whose elements share memory is refused rather than applied
+// several times.
+absl::Status CheckWritable(const Tensor& t, absl::string_view what = "self");
 
 }  // namespace tensord

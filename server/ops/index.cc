@@ -444,18 +444,6 @@ absl::Status ScatterInto(const Resolved& r, const Operand& value, bool accumulat
   return absl::OkStatus();
 }
 
-// The same rule as the other in-place ops: no element may appear twice.
-absl::Status CheckWritable(const Tensor& t) {
-  for (int64_t d = 0; d < t.ndim(); ++d) {
-    if (t.shape()[d] > 1 && t.strides()[d] == 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "the target (shape ", DimsToString(t.shape()), ", strides ", DimsToString(t.strides()),
-          ") has several elements at one memory location (an expanded view): clone() it first"));
-    }
-  }
-  return absl::OkStatus();
-}
-
 // ---- index(self, tensors...; items) ---------------------------------------------
 
 absl::StatusOr<Outputs> IndexOp(const OpContext& ctx) {

@@ -296,18 +296,6 @@ bool CanCast(DType from, DType to) {
 
 // An in-place op writes each element once, so `self` must not address one
 // element from two indices (an expanded view does: stride 0).
-absl::Status CheckWritable(const Tensor& self) {
-  for (int64_t d = 0; d < self.ndim(); ++d) {
-    if (self.shape()[d] > 1 && self.strides()[d] == 0) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "self (shape ", DimsToString(self.shape()), ", strides ",
-          DimsToString(self.strides()),
-          ") has several elements at one memory location (an expanded view): clone() it first"));
-    }
-  }
-  return absl::OkStatus();
-}
-
 // The other operand broadcasts to self's shape; self never grows.
 absl::Status CheckBroadcastsTo(const Dims& from, const Dims& to) {
   bool ok = from.size() <= to.size();

@@ -40,24 +40,6 @@ absl::Status Invalid(absl::string_view what, double v) {
   return absl::InvalidArgumentError(absl::StrCat("Invalid ", what, ": ", PyFloat(v)));
 }
 
-// Conservative test for elements sharing memory: stride 0 on a dim of size > 1,
-// or, with dims sorted by stride, a stride smaller than the extent of the
-// smaller dims. Every layout that views produce passes or overlaps for real.
-bool MayOverlapItself(const Tensor& t) {
-  if (t.numel() == 0) return false;
-  std::vector<std::pair<int64_t, int64_t>> dims;  // (stride, size)
-  for (int64_t d = 0; d < t.ndim(); ++d) {
-    if (t.shape()[d] > 1) dims.emplace_back(t.strides()[d], t.shape()[d]);
-  }
-  std::sort(dims.begin(), dims.end());
-  int64_t extent = 1;  // elements spanned by the dims seen so far
-  for (const auto& [stride, size] : dims) {
-    if (stride < extent) return true;
-    extent = stride * (size - 1) + extent;  // fits: the tensor's span does
-  }
-  return false;
-}
-
 // Zero-filled C-contiguous state shaped and typed like `param`.
 absl::StatusOr<Tensor> NewState(const Tensor& param, const std::shared_ptr<MemoryBudget>& budget) {
   ASSIGN_OR_RETURN(Tensor t, Tensor::Empty(param.dtype(), param.shape(), param.device(), budget));
@@ -201,12 +183,8 @@ absl::Status Optimizer::CheckParam(int64_t index, const Tensor& param, const Ten
         OptimizerKindName(kind_), ": parameter ", index, " is on ", param.device().ToString(),
         " and its gradient on ", grad.device().ToString(), "; only cpu is supported"));
   }
-  if (MayOverlapItself(param)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        OptimizerKindName(kind_), ": parameter ", index, " (shape ", DimsToString(param.shape()),
-        ", strides ", DimsToString(param.strides()),
-        ") has elements sharing memory and cannot be updated in place"));
-  }
+  RETURN_IF_ERROR(
+      CheckWritable(param, absl::StrCat(OptimizerKindName(kind_), ": parameter ", index)));
   const ParamState& s = states_[index];
   RETURN_IF_ERROR(CheckState(index, "momentum_buffer", s.momentum_buffer, param));
   RETURN_IF_ERROR(CheckState(index, "exp_avg", s.exp_avg, param));

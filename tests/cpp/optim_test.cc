@@ -331,7 +331,7 @@ TEST(OptimizerStepTest, InvalidStepsChangeNothing) {
        "parameter 1 has dtype int64; only floating point parameters"},
       {ValueOrThrow(Expand(FromValues(DType::kFloat32, {1, 2}, InitialParams(2)), {2, 2})),
        FromValues(DType::kFloat32, {2, 2}, Grads(4, 0)),
-       "parameter 1 (shape [2, 2], strides [0, 1]) has elements sharing memory"},
+       "parameter 1 (shape [2, 2], strides [0, 1]) has several elements at one memory location"},
   };
   for (const Case& c : cases) {
     const std::vector<double> bad_before = Values(c.param);

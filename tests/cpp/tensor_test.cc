@@ -494,3 +494,36 @@ TEST(RandnTest, ReproducibleForASeed) {
 
 }  // namespace
 }  // namespace tensord
+
+namespace tensord {
+namespace {
+
+// A float32 layout over a 64-element storage, for the overlap tests.
+Tensor Layout(Dims shape, Dims strides) {
+  const Tensor base = tensord_testing::Iota({64}, DType::kFloat32);
+  return base.WithLayout(std::move(shape), std::move(strides), 0);
+}
+
+TEST(InternalOverlapTest, DecidesEveryLayoutKind) {
+  EXPECT_EQ(InternalOverlap(Layout({4, 4}, {4, 1})), Overlap::kNo);        // contiguous
+  EXPECT_EQ(InternalOverlap(Layout({4, 4}, {1, 4})), Overlap::kNo);        // transposed
+  EXPECT_EQ(InternalOverlap(Layout({2, 3}, {16, 3})), Overlap::kNo);       // gaps
+  EXPECT_EQ(InternalOverlap(Layout({1, 5}, {0, 1})), Overlap::kNo);        // stride 0 on size 1
+  EXPECT_EQ(InternalOverlap(Layout({4, 3}, {0, 1})), Overlap::kYes);       // expanded
+  EXPECT_EQ(InternalOverlap(Layout({3, 3}, {1, 1})), Overlap::kYes);       // as_strided windows
+  EXPECT_EQ(InternalOverlap(Layout({2, 3}, {3, 2})), Overlap::kNo);        // interleaved, distinct
+  EXPECT_EQ(InternalOverlap(Layout({3, 2, 2}, {2, 5, 3})), Overlap::kYes);  // 0+5 == 2+3
+  EXPECT_EQ(InternalOverlap(Layout({}, {})), Overlap::kNo);
+  EXPECT_EQ(InternalOverlap(Layout({0, 3}, {0, 0})), Overlap::kNo);        // empty
+}
+
+TEST(InternalOverlapTest, CheckWritableNamesTheTensorAndItsLayout) {
+  EXPECT_THAT(CheckWritable(Layout({4, 4}, {1, 4})), IsOk());
+  EXPECT_THAT(CheckWritable(Layout({3, 3}, {1, 1}), "parameter 2"),
+              tensord_testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                        "parameter 2 (shape [3, 3], strides [1, 1]) has several "
+                                        "elements at one memory location"));
+}
+
+}  // namespace
+}  // namespace tensord

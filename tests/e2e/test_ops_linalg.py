@@ -448,3 +448,29 @@ def test_in_place_on_empty_tensors(td):
     assert e.add_(1) is e and e.mul_(td.ones(3)) is e and e.zero_() is e and e.fill_(3) is e
     assert e.copy_(td.ones(1, 3)) is e
     assert e.numpy().shape == (0, 3)
+
+
+def test_writes_into_overlapping_uploads_are_refused(td):
+    """An upload may carry overlapping strides (NumPy's as_strided): reads work,
+    every in-place write is refused (it would apply several times to the shared
+    elements), and nothing changes."""
+    windows = np.lib.stride_tricks.as_strided(np.arange(5.0), (3, 3), (8, 8))
+    t = td.from_numpy(windows)
+    assert t.stride() == (1, 1)
+    np.testing.assert_array_equal(t.numpy(), windows)
+    np.testing.assert_array_equal((t + 1).numpy(), windows + 1)
+    writes = (lambda: t.add_(1), lambda: t.mul_(2), lambda: t.zero_(), lambda: t.fill_(2),
+              lambda: t.copy_(td.ones(3, 3, dtype="float64")), lambda: t.__setitem__(0, 1.0),
+              lambda: t.index_put_(([0, 2],), 5.0, accumulate=True))
+    for write in writes:
+        with pytest.raises(tensord.InvalidArgumentError, match=r"strides \[1, 1\]\) has several elements at one memory location"):
+            write()
+            td.synchronize()
+    np.testing.assert_array_equal(t.numpy(), windows)
+    w = td.from_numpy(windows).requires_grad_()
+    (w * 1.0).sum().backward()
+    opt = td.optim.SGD([w], lr=0.1)
+    with pytest.raises(tensord.InvalidArgumentError, match="SGD: parameter 0 .* several elements"):
+        opt.step()
+        td.synchronize()
+    np.testing.assert_array_equal(w.detach().numpy(), windows)
