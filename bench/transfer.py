@@ -239,6 +239,15 @@ def main() -> None:
             if name in rows:
                 print(f"{name:<20}{rate(name):>8.2f}")
 
+        with tensord.connect(address, chunk_bytes=args.chunk_bytes) as td:
+            # A column of a 64 MiB matrix next to a contiguous tensor of the same size.
+            big = td.from_numpy(np.random.default_rng(1).random((4096, 4096), dtype=np.float32))
+            column, contiguous = big[:, 7], td.from_numpy(np.ascontiguousarray(big[:, 7].numpy()))
+            narrow = median_seconds({"column": column.numpy, "contiguous": contiguous.numpy}, 4 * args.runs)
+            print(f"\nnarrow view: big[:, 7] of a 4096x4096 float32 {narrow['column'] * 1e3:.2f} ms, "
+                  f"a contiguous 4096-element tensor {narrow['contiguous'] * 1e3:.2f} ms "
+                  f"({narrow['column'] / narrow['contiguous']:.2f}x)")
+
         ratio = peak_rss_ratio(address, n, args.chunk_bytes)
         print(f"\nclient peak RSS during download: {ratio:.2f}x the tensor size "
               f"(fresh process; growth over its RSS before the download)")

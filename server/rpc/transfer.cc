@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/status_macros.h"
+#include "core/copy.h"
 #include "rpc/chunk_codec.h"
 #include "rpc/proto_convert.h"
 #include "rpc/respond.h"
@@ -200,6 +201,15 @@ class UploadReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
   int64_t received_ = 0;
 };
 
+// A view whose storage span is more than twice its own bytes, and over
+// 64 KiB, is downloaded compacted: sending the span would move mostly gaps.
+// (A view with gaps up to half its span, such as t[:, ::2], keeps its strides.)
+bool IsNarrow(const Tensor& t) {
+  constexpr int64_t kMinCompactedSpanBytes = 64 << 10;
+  const int64_t span_bytes = t.span_elements() * t.itemsize();
+  return span_bytes > kMinCompactedSpanBytes && span_bytes > 2 * t.nbytes();
+}
+
 // Streams a header, then the tensor's storage span in kDownloadChunkBytes
 // frames that reference the storage (no copy). One write is in flight at a
 // time, which is gRPC's flow control: a slow client slows the server.
@@ -265,17 +275,25 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
 
   // Looks the tensor up and writes the header.
   absl::Status Begin() {
-    ASSIGN_OR_RETURN(Tensor tensor, session_->Get(request_.handle()));
-    // Strides are non-negative, so element [0,...,0] starts the span.
-    span_start_ = tensor.data();
-    span_bytes_ = tensor.span_elements() * tensor.itemsize();
+    ASSIGN_OR_RETURN(const Tensor tensor, session_->Get(request_.handle()));
     v1::DownloadResponse response;
     v1::DownloadHeader* header = response.mutable_header();
     FillMeta(request_.handle(), tensor, header->mutable_meta());
-    header->mutable_strides()->Assign(tensor.strides().begin(), tensor.strides().end());
+    // What travels: the storage span, zero-copy, with the view's strides, or,
+    // for a narrow view of a much larger span (big[:, 0]), a compact copy of
+    // the view's elements alone. That copy costs the view's bytes of server
+    // memory for the call; when the budget cannot hold it, the span goes.
+    Tensor sent = tensor;
+    if (IsNarrow(tensor)) {
+      if (absl::StatusOr<Tensor> compact = Clone(tensor); compact.ok()) sent = *std::move(compact);
+    }
+    // Strides are non-negative, so element [0,...,0] starts the span.
+    span_start_ = sent.data();
+    span_bytes_ = sent.span_elements() * sent.itemsize();
+    header->mutable_strides()->Assign(sent.strides().begin(), sent.strides().end());
     header->set_offset(0);
     header->set_span_nbytes(span_bytes_);
-    tensor_ = std::move(tensor);
+    tensor_ = std::move(sent);
     frame_ = EncodeMessage(response);
     StartWrite(&frame_);
     return absl::OkStatus();

@@ -212,6 +212,37 @@ def test_numpy_of_views_keeps_view_strides(td):
     assert p.strides == sample((2, 3, 4)).transpose(2, 0, 1).strides
 
 
+def test_narrow_views_of_large_tensors_download_only_their_elements(td, server_factory):
+    """A view whose span is more than twice its bytes (and over 64 KiB) comes back
+    C-contiguous with just its elements, instead of the whole span; wider views
+    keep their strides. Without the memory for the compact copy the span goes."""
+    a = sample((512, 256), np.float64)  # 1 MiB
+    t = td.from_numpy(a)
+    column = t[:, 3].numpy()
+    assert column.strides == (8,) and column.flags.c_contiguous
+    assert_same(column, a[:, 3])
+    corner = t.T[::3, 100:250].numpy()
+    assert corner.flags.c_contiguous
+    assert_same(corner, a.T[::3, 100:250])
+    half = t[:, ::2].numpy()  # gaps are half the span: sent as it is
+    assert half.strides == a[:, ::2].strides
+    assert_same(half, a[:, ::2])
+    small = td.from_numpy(sample((64, 64), np.float64))[:, 0].numpy()  # a 32 KiB span: sent as it is
+    assert small.strides == (512,)
+
+    tight = server_factory("--max-memory", "2M")
+    with tensord.connect(tight.address) as client:
+        full = client.from_numpy(a)
+        info = client.memory_info()
+        filler = client.zeros((info.bytes_limit - info.bytes_in_use - 1024) // 8, dtype="float64")
+        info = client.memory_info()
+        assert info.bytes_limit - info.bytes_in_use < 4096  # no room for the column's 4 KiB copy
+        column = full[:, 3].numpy()
+        assert column.strides == (256 * 8,)  # so the span was sent
+        assert_same(column, a[:, 3])
+        filler.free()
+
+
 def test_numpy_of_expanded_view_aliases_like_torch(td):
     t = td.from_numpy(np.array([1, 2, 3], dtype=np.int64)).expand(4, 3)
     assert t.stride() == (0, 1)
