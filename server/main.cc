@@ -81,6 +81,7 @@ struct Config {
   std::string listen;
   std::string metrics_listen;
   int64_t max_memory = 0;
+  int64_t session_max_memory = 0;  // 0: no per-session limit
   double session_ttl = 0;
   double shutdown_grace = 0;
   int workers = 0;
@@ -104,7 +105,7 @@ int Serve(const Config& config) {
   auto budget = std::make_shared<MemoryBudget>(config.max_memory);
   SessionRegistry sessions(std::chrono::duration_cast<SessionRegistry::Clock::duration>(
                                std::chrono::duration<double>(config.session_ttl)),
-                           &scheduler, budget);
+                           &scheduler, budget, config.session_max_memory);
   ServerMetrics metrics(budget, &sessions);
   TensordService service(budget, &sessions, config.auth, &metrics);
 
@@ -154,6 +155,7 @@ int Serve(const Config& config) {
        {"tls", config.tls ? "on" : "off"},
        {"auth", config.auth ? "token" : "none"},
        {"max_memory", absl::StrCat(config.max_memory)},
+       {"session_max_memory", absl::StrCat(config.session_max_memory)},
        {"workers", absl::StrCat(scheduler.num_workers())},
        {"session_ttl", absl::StrCat(config.session_ttl)}});
   std::cout << "tensord listening on " << HostOf(config.listen) << ":" << port << std::endl;
@@ -228,6 +230,10 @@ int Run(int argc, char** argv) {
       "max-memory", "SIZE", "",
       "total bytes of tensor storage, e.g. 512M or 8G; requests beyond it fail with\n"
       "      RESOURCE_EXHAUSTED (default: 80% of physical memory)");
+  const Flag* session_max_memory = flags.Add(
+      "session-max-memory", "SIZE", "",
+      "bytes of tensor storage one session may hold, within --max-memory, so that one\n"
+      "      client cannot take the whole server (default: no limit of its own)");
   const Flag* ttl = flags.Add(
       "session-ttl", "SECONDS", "60",
       "a session with no call or keep-alive for this long is closed and its tensors freed");
@@ -281,6 +287,13 @@ int Run(int argc, char** argv) {
     absl::StatusOr<int64_t> parsed = ParseByteSize(max_memory->value);
     if (!parsed.ok()) return Fail(absl::StrCat("--max-memory: ", parsed.status().message()));
     config.max_memory = *parsed;
+  }
+  if (!session_max_memory->value.empty()) {
+    absl::StatusOr<int64_t> parsed = ParseByteSize(session_max_memory->value);
+    if (!parsed.ok()) {
+      return Fail(absl::StrCat("--session-max-memory: ", parsed.status().message()));
+    }
+    config.session_max_memory = *parsed;
   }
   if (!absl::SimpleAtod(ttl->value, &config.session_ttl) || !(config.session_ttl > 0) ||
       config.session_ttl > 1e9) {

@@ -92,15 +92,22 @@ absl::Status MemoryBudget::Reserve(int64_t bytes, absl::string_view what) {
     if (bytes > limit_ - current) {
       return absl::ResourceExhaustedError(absl::StrCat(
           what, " needs ", bytes, " bytes but only ", limit_ - current, " of the ",
-          limit_, "-byte --max-memory are free"));
+          limit_, "-byte ", flag_, " are free"));
     }
   } while (!in_use_.compare_exchange_weak(current, current + bytes,
                                           std::memory_order_relaxed));
+  if (parent_ != nullptr) {
+    if (absl::Status status = parent_->Reserve(bytes, what); !status.ok()) {
+      in_use_.fetch_sub(bytes, std::memory_order_relaxed);
+      return status;
+    }
+  }
   return absl::OkStatus();
 }
 
 void MemoryBudget::Release(int64_t bytes) {
   in_use_.fetch_sub(bytes, std::memory_order_relaxed);
+  if (parent_ != nullptr) parent_->Release(bytes);
 }
 
 absl::StatusOr<std::shared_ptr<Storage>> Storage::Allocate(

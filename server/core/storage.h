@@ -18,6 +18,8 @@
 #include <memory>
 #include "absl/strings/string_view.h"
 
+#include <string>
+
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "core/device.h"
@@ -27,12 +29,17 @@ namespace tensord {
 inline constexpr int64_t kStorageAlignment = 64;
 inline constexpr int64_t kHugePageBytes = int64_t{2} << 20;
 
-// Caps the bytes of all storage held at once (--max-memory).
+// Caps the bytes of all storage held at once: the server's (--max-memory),
+// or one session's (--session-max-memory), which also charges its parent,
+// the server's, so that one client cannot take the whole server.
 class MemoryBudget {
  public:
-  explicit MemoryBudget(int64_t limit_bytes) : limit_(limit_bytes) {}
+  explicit MemoryBudget(int64_t limit_bytes, std::shared_ptr<MemoryBudget> parent = nullptr,
+                        std::string flag = "--max-memory")
+      : limit_(limit_bytes), parent_(std::move(parent)), flag_(std::move(flag)) {}
 
-  // Charges `bytes`, or fails with RESOURCE_EXHAUSTED naming `what` and the figures.
+  // Charges `bytes` here and in the parent, or fails with RESOURCE_EXHAUSTED
+  // naming `what`, the limit that refused it and the figures.
   absl::Status Reserve(int64_t bytes, absl::string_view what);
   void Release(int64_t bytes);
 
@@ -41,6 +48,8 @@ class MemoryBudget {
 
  private:
   const int64_t limit_;
+  const std::shared_ptr<MemoryBudget> parent_;
+  const std::string flag_;
   std::atomic<int64_t> in_use_{0};
 };
 

@@ -138,7 +138,7 @@ class UploadReactor final : public grpc::ServerReadReactor<grpc::ByteBuffer> {
   absl::Status Allocate() {
     ASSIGN_OR_RETURN(
         std::shared_ptr<Storage> storage,
-        Storage::Allocate(expected_, Device::Cpu(), service_->budget(),
+        Storage::Allocate(expected_, Device::Cpu(), session_->budget(),
                           absl::StrCat("upload of a ", DTypeName(dtype_), " tensor of shape ",
                                        DimsToString(shape_))));
     ASSIGN_OR_RETURN(Tensor tensor,

@@ -247,9 +247,13 @@ uint64_t Session::NextSeed() {
 }
 
 std::shared_ptr<Session> SessionRegistry::Open(std::string client_name) {
+  std::shared_ptr<MemoryBudget> budget = budget_;
+  if (session_max_memory_ > 0 && budget_ != nullptr) {
+    budget = std::make_shared<MemoryBudget>(session_max_memory_, budget_, "--session-max-memory");
+  }
   auto session = std::make_shared<Session>(
       NewRandomId(), std::move(client_name),
-      scheduler_ != nullptr ? scheduler_->NewStream() : nullptr, budget_);
+      scheduler_ != nullptr ? scheduler_->NewStream() : nullptr, std::move(budget));
   absl::MutexLock lock(&mu_);
   sessions_.emplace(session->id(), Entry{session, Clock::now() + lease_});
   return session;

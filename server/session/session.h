@@ -144,10 +144,13 @@ class SessionRegistry {
   using Clock = std::chrono::steady_clock;
 
   // Sessions get a stream of `scheduler` (none when null, in unit tests)
-  // and charge `budget`.
+  // and charge `budget`; with `session_max_memory` > 0 each session charges
+  // a budget of its own with that limit, whose parent is `budget`.
   explicit SessionRegistry(Clock::duration lease, exec::Scheduler* scheduler = nullptr,
-                           std::shared_ptr<MemoryBudget> budget = nullptr)
-      : lease_(lease), scheduler_(scheduler), budget_(std::move(budget)) {}
+                           std::shared_ptr<MemoryBudget> budget = nullptr,
+                           int64_t session_max_memory = 0)
+      : lease_(lease), scheduler_(scheduler), budget_(std::move(budget)),
+        session_max_memory_(session_max_memory) {}
 
   Clock::duration lease() const { return lease_; }
 
@@ -180,6 +183,7 @@ class SessionRegistry {
   const Clock::duration lease_;
   exec::Scheduler* const scheduler_;
   const std::shared_ptr<MemoryBudget> budget_;
+  const int64_t session_max_memory_;
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, Entry> sessions_ ABSL_GUARDED_BY(mu_);
 };

@@ -632,3 +632,30 @@ def test_copy_over_limit_raw(small):
     assert wait_for(lambda: small.bytes_in_use() == loaded)
     assert sorted(raw.handles()) == sorted([small.raw_handle, handle])
     small.check()
+
+
+def test_session_quota_keeps_one_client_from_taking_the_server(server_factory):
+    """--session-max-memory bounds each session within --max-memory: one client
+    hits its own limit (uploads, ops and factories alike) while others still
+    allocate, and a freed tensor makes room again."""
+    mib = 1 << 20
+    srv = server_factory("--max-memory", "48M", "--session-max-memory", "16M")
+    clients = [tensord.connect(srv.address, timeout=60) for _ in range(4)]
+    try:
+        a, b, c, d = clients
+        kept = a.from_numpy(np.arange(12 * mib // 8, dtype=np.float64))  # 12 MiB
+        for call in (lambda: a.zeros(5 * mib // 4), lambda: a.from_numpy(np.ones(5 * mib // 8)),
+                     lambda: kept[: 5 * mib // 8] * 2):
+            with pytest.raises(tensord.ResourceExhaustedError, match="16777216-byte --session-max-memory"):
+                synced(call())
+        np.testing.assert_array_equal(kept[:4].numpy(), [0.0, 1.0, 2.0, 3.0])
+        held = [client.zeros(15 * mib // 4) for client in (b, c)]  # 12 + 15 + 15 of 48 MiB
+        synced(held)
+        with pytest.raises(tensord.ResourceExhaustedError, match="50331648-byte --max-memory"):
+            synced(d.zeros(15 * mib // 4))  # within d's quota, beyond the server's
+        kept.free()
+        synced(a.zeros(15 * mib // 4))  # a's room is back
+        assert a.memory_info().bytes_limit == 48 * mib
+    finally:
+        for client in clients:
+            client.close()
