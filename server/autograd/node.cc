@@ -138,7 +138,8 @@ absl::Status Node::CaptureRetained(const std::vector<std::optional<Tensor>>& gra
 OpNode::OpNode(std::string name, std::vector<Edge> next, const OpDef* def, OpContext saved,
                std::vector<InputInfo> inputs, std::vector<Tensor> saved_outputs,
                int num_outputs)
-    : Node(std::move(name), std::move(next)), def_(def), inputs_(std::move(inputs)),
+    : Node(std::move(name), std::move(next)), def_(def), charged_(saved.budget()),
+      inputs_(std::move(inputs)),
       num_outputs_(num_outputs), saved_(std::move(saved)),
       saved_outputs_(std::move(saved_outputs)),
       saves_tensors_(!saved_outputs_.empty() || saved_.num_args() > 0) {
@@ -148,6 +149,10 @@ OpNode::OpNode(std::string name, std::vector<Edge> next, const OpDef* def, OpCon
     }
   }
   for (const Tensor& t : saved_outputs_) versions_.push_back(t.storage()->version());
+}
+
+OpNode::~OpNode() {
+  if (charged_ != nullptr) charged_->Release(kNodeBytes);
 }
 
 absl::Status OpNode::CheckVersions() const {

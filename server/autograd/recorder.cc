@@ -72,6 +72,11 @@ absl::StatusOr<std::vector<Variable>> RunRecorded(
       edges.push_back(Edge{});
     }
   }
+  // The node's own memory is charged like a tensor's (see kNodeBytes); the
+  // charge is returned when the node is destroyed.
+  if (seeded.budget() != nullptr) {
+    RETURN_IF_ERROR(seeded.budget()->Reserve(kNodeBytes, "an autograd graph node"));
+  }
   auto node = std::make_shared<OpNode>(
       BackwardName(seeded.op()), std::move(edges), def,
       (def->traits & kSavesInputs)        ? seeded

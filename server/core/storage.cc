@@ -120,10 +120,9 @@ absl::StatusOr<std::shared_ptr<Storage>> Storage::Allocate(
     return absl::UnimplementedError(
         absl::StrCat("device ", device.ToString(), " is not available in this build"));
   }
-  if (nbytes > INT64_MAX - kStorageAlignment) {
+  if (nbytes > INT64_MAX - kHugePageBytes) {
     return absl::ResourceExhaustedError(absl::StrCat(what, " of ", nbytes, " bytes is too large"));
   }
-  if (absl::Status s = budget->Reserve(nbytes, what); !s.ok()) return s;
   // Large blocks are aligned to 2 MiB and marked for transparent huge pages:
   // filling a fresh 256 MiB upload then takes 128 page faults instead of
   // 65536, which measurably speeds up uploads (bench/transfer.py). Small
@@ -133,6 +132,8 @@ absl::StatusOr<std::shared_ptr<Storage>> Storage::Allocate(
   // that empty tensors still get a distinct, valid pointer.
   const int64_t padded =
       std::max<int64_t>(alignment, (nbytes + alignment - 1) / alignment * alignment);
+  // The budget is charged what is allocated, padding included.
+  if (absl::Status s = budget->Reserve(padded, what); !s.ok()) return s;
   void* data = BlockCache::Get().Take(padded, alignment);
   if (data != nullptr) {
     return std::shared_ptr<Storage>(
@@ -143,7 +144,7 @@ absl::StatusOr<std::shared_ptr<Storage>> Storage::Allocate(
     madvise(data, static_cast<size_t>(padded), MADV_HUGEPAGE);  // a hint; failure is harmless
   }
   if (data == nullptr) {
-    budget->Release(nbytes);
+    budget->Release(padded);
     return absl::ResourceExhaustedError(
         absl::StrCat(what, ": the system could not allocate ", nbytes, " bytes"));
   }
@@ -154,7 +155,7 @@ absl::StatusOr<std::shared_ptr<Storage>> Storage::Allocate(
 Storage::~Storage() {
   BlockCache::Get().Put(data_, capacity_,
                         nbytes_ >= kHugePageBytes ? kHugePageBytes : kStorageAlignment);
-  budget_->Release(nbytes_);
+  budget_->Release(capacity_);
 }
 
 }  // namespace tensord

@@ -30,12 +30,23 @@ absl::Status UnknownHandle(const std::string& handle) {
 }
 }  // namespace
 
+absl::Status Session::ChargeHandles(size_t count) {
+  if (budget_ == nullptr || count == 0) return absl::OkStatus();
+  return budget_->Reserve(static_cast<int64_t>(count) * kHandleBytes,
+                          count == 1 ? "a tensor handle" : "tensor handles");
+}
+
+void Session::ReturnHandles(size_t count) {
+  if (budget_ != nullptr && count > 0) budget_->Release(static_cast<int64_t>(count) * kHandleBytes);
+}
+
 absl::StatusOr<std::string> Session::Put(Variable variable) {
   std::string handle = NewRandomId();
   absl::MutexLock lock(&mu_);
   if (closed_) {
     return absl::FailedPreconditionError(absl::StrCat("session ", id_, " is closed"));
   }
+  RETURN_IF_ERROR(ChargeHandles(1));
   tensors_.emplace(handle, std::move(variable));
   return handle;
 }
@@ -77,6 +88,7 @@ absl::Status Session::PutAs(const std::vector<std::string>& handles,
                             std::vector<Variable> variables) {
   absl::MutexLock lock(&mu_);
   RETURN_IF_ERROR(CheckNewHandlesLocked(handles));
+  RETURN_IF_ERROR(ChargeHandles(handles.size()));
   for (size_t i = 0; i < handles.size(); ++i) {
     tensors_.emplace(handles[i], std::move(variables[i]));
   }
@@ -150,6 +162,7 @@ Session::Dropped Session::DropLocked(const std::vector<std::string>& handles) {
       optimizers_.erase(opt);
     }  // else: unknown, or listed twice
   }
+  ReturnHandles(dropped.tensors.size());
   return dropped;
 }
 
@@ -210,6 +223,7 @@ int64_t Session::Close(const absl::Status& reason) {
     absl::MutexLock lock(&mu_);
     closed_ = true;
     dropped.swap(tensors_);
+    ReturnHandles(dropped.size());
     dropped_optimizers.swap(optimizers_);
   }
   return static_cast<int64_t>(dropped.size());

@@ -41,6 +41,13 @@ std::string NewRandomId();
 // Longest handle a client may choose.
 inline constexpr size_t kMaxHandleBytes = 128;
 
+// What each live tensor handle is charged to the session's budget besides
+// its storage: the server's bookkeeping for it (map entry, tensor, storage
+// and autograd objects; a one-element tensor measured about 490 resident
+// bytes in all). So a client that makes a million one-element tensors meets
+// --max-memory like any other.
+inline constexpr int64_t kHandleBytes = 512;
+
 class Session {
  public:
   // `stream` runs the session's commands (null in unit tests that run none);
@@ -124,6 +131,9 @@ class Session {
   };
   // Moves out the entries of `handles` that exist (tensors or optimizers).
   Dropped DropLocked(const std::vector<std::string>& handles) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Charges (or returns) kHandleBytes per tensor handle.
+  absl::Status ChargeHandles(size_t count);
+  void ReturnHandles(size_t count);
 
   const std::string id_;
   const std::string client_name_;

@@ -234,13 +234,13 @@ TEST(TensorEmptyTest, IsContiguousAndChargesTheBudgetUntilTheLastReferenceGoes) 
   EXPECT_EQ(t->storage_offset(), 0);
   EXPECT_EQ(t->storage()->nbytes(), 24);
   EXPECT_EQ(t->device(), Device::Cpu());
-  EXPECT_EQ(budget->in_use(), 24);
+  EXPECT_EQ(budget->in_use(), 64);  // what is allocated: 24 bytes padded to 64
 
   Tensor copy = *t;  // shares the storage
   t.reset();
-  EXPECT_EQ(budget->in_use(), 24);
+  EXPECT_EQ(budget->in_use(), 64);
   copy = Iota({1}, DType::kInt8, budget);
-  EXPECT_EQ(budget->in_use(), 1);
+  EXPECT_EQ(budget->in_use(), 64);
 }
 
 TEST(TensorEmptyTest, StorageIs64ByteAligned) {
@@ -260,14 +260,14 @@ TEST(TensorEmptyTest, RejectsBadShapes) {
 }
 
 TEST(MemoryBudgetTest, ExhaustionNamesTheRequestAndTheFigures) {
-  auto budget = std::make_shared<MemoryBudget>(100);
-  ASSERT_OK_AND_ASSIGN(Tensor held, Tensor::Empty(DType::kUInt8, {60}, Device::Cpu(), budget));
+  auto budget = std::make_shared<MemoryBudget>(192);
+  ASSERT_OK_AND_ASSIGN(Tensor held, Tensor::Empty(DType::kUInt8, {100}, Device::Cpu(), budget));
   const auto status = Tensor::Empty(DType::kFloat32, {1000}, Device::Cpu(), budget).status();
   EXPECT_THAT(status, StatusIs(absl::StatusCode::kResourceExhausted,
-                               "a float32 tensor of shape [1000] needs 4000 bytes but only 40 of "
-                               "the 100-byte --max-memory are free"));
-  EXPECT_EQ(budget->in_use(), 60);  // a refused request charges nothing
-  // Exactly what is left still fits.
+                               "a float32 tensor of shape [1000] needs 4032 bytes but only 64 of "
+                               "the 192-byte --max-memory are free"));
+  EXPECT_EQ(budget->in_use(), 128);  // a refused request charges nothing
+  // Exactly what is left still fits: 40 bytes take a 64-byte block.
   EXPECT_THAT(Tensor::Empty(DType::kUInt8, {40}, Device::Cpu(), budget), IsOk());
 }
 

@@ -7,6 +7,7 @@ serve a fresh round trip, and hold the tensors uploaded before it byte for byte.
 """
 from __future__ import annotations
 
+import gc
 import re
 import subprocess
 import sys
@@ -637,25 +638,74 @@ def test_copy_over_limit_raw(small):
 def test_session_quota_keeps_one_client_from_taking_the_server(server_factory):
     """--session-max-memory bounds each session within --max-memory: one client
     hits its own limit (uploads, ops and factories alike) while others still
-    allocate, and a freed tensor makes room again."""
+    allocate, and a freed tensor makes room again. (Sizes are multiples of the
+    2 MiB blocks large storages are allocated in, and charged as.)"""
     mib = 1 << 20
     srv = server_factory("--max-memory", "48M", "--session-max-memory", "16M")
     clients = [tensord.connect(srv.address, timeout=60) for _ in range(4)]
     try:
         a, b, c, d = clients
         kept = a.from_numpy(np.arange(12 * mib // 8, dtype=np.float64))  # 12 MiB
-        for call in (lambda: a.zeros(5 * mib // 4), lambda: a.from_numpy(np.ones(5 * mib // 8)),
-                     lambda: kept[: 5 * mib // 8] * 2):
+        for call in (lambda: a.zeros(4 * mib // 4), lambda: a.from_numpy(np.ones(4 * mib // 8)),
+                     lambda: kept[: 4 * mib // 8] * 2):
             with pytest.raises(tensord.ResourceExhaustedError, match="16777216-byte --session-max-memory"):
                 synced(call())
         np.testing.assert_array_equal(kept[:4].numpy(), [0.0, 1.0, 2.0, 3.0])
-        held = [client.zeros(15 * mib // 4) for client in (b, c)]  # 12 + 15 + 15 of 48 MiB
+        held = [client.zeros(14 * mib // 4) for client in (b, c)]  # 12 + 14 + 14 of 48 MiB
         synced(held)
         with pytest.raises(tensord.ResourceExhaustedError, match="50331648-byte --max-memory"):
-            synced(d.zeros(15 * mib // 4))  # within d's quota, beyond the server's
+            synced(d.zeros(14 * mib // 4))  # within d's quota, beyond the server's
         kept.free()
-        synced(a.zeros(15 * mib // 4))  # a's room is back
+        synced(a.zeros(14 * mib // 4))  # a's room is back
         assert a.memory_info().bytes_limit == 48 * mib
     finally:
         for client in clients:
             client.close()
+
+
+def resident_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+#: What the server may hold beyond --max-memory: its code, gRPC's buffers, the
+#: allocator's slack and the block cache's unused blocks (README, "Memory").
+RESIDENT_SLACK = 96 * MIB
+
+
+def test_a_million_small_tensors_meet_the_budget(server_factory):
+    """Each handle and graph node is charged besides its storage (itself charged
+    what is allocated), so a client making a million one-element tensors gets
+    RESOURCE_EXHAUSTED instead of growing the server past its budget."""
+    limit = 128 * MIB
+    srv = server_factory("--max-memory", str(limit))
+    with tensord.connect(srv.address, timeout=120) as td:
+        td.synchronize()
+        baseline = resident_bytes(srv.proc.pid)
+        kept = []
+        with pytest.raises(tensord.ResourceExhaustedError, match="tensor handle|needs"):
+            for i in range(1_000_000):
+                kept.append(td.zeros(1))
+                if i % 4096 == 4095:
+                    td.synchronize()
+            td.synchronize()
+        failures = 1
+        while True:  # each refused command raises once: the ones already in flight remain
+            try:
+                td.synchronize()
+                break
+            except tensord.ResourceExhaustedError:
+                failures += 1
+        assert failures <= 4096 + 1
+        info = td.memory_info()
+        assert info.bytes_limit - info.bytes_in_use < 1024  # full, to the last handle
+        grown = resident_bytes(srv.proc.pid) - baseline
+        assert grown <= limit + RESIDENT_SLACK, f"resident memory grew {grown / MIB:.0f} MiB"
+        del kept
+        gc.collect()
+        assert wait_for(lambda: td.memory_info().bytes_in_use == 0, timeout=60)
+        np.testing.assert_array_equal(td.ones(3).numpy(), [1.0, 1.0, 1.0])  # and it still serves
+    assert srv.proc.poll() is None
