@@ -299,8 +299,8 @@ def test_graph_memory_is_returned_after_backward(server_factory):
         loss.backward()
         after = td.memory_info().bytes_in_use - baseline
         grad_bytes = 256 * 256 * 8
-        # What is left: the grad, and the loss itself.
-        assert after <= grad_bytes + 4096, (held, after)
+        # What is left: the grad, the loss itself and its graph's (emptied) nodes.
+        assert after <= grad_bytes + 16384, (held, after)
         with pytest.raises(tensord.FailedPreconditionError, match="second time"):
             loss.backward()
             td.synchronize()

@@ -71,13 +71,13 @@ def test_ops_return_before_the_server_has_run_them(td):
 
 
 def test_a_free_and_an_upload_are_ordered_with_the_ops(server_factory):
-    srv = server_factory("--max-memory", "8M")
+    srv = server_factory("--max-memory", "12M")
     with tensord.connect(srv.address, timeout=30) as td:
-        big = td.zeros(3 << 18)  # 3 MiB
-        doubled = big * 2  # 3 MiB more, issued before the free
+        big = td.zeros(1 << 20)  # 4 MiB
+        doubled = big * 2  # 4 MiB more, issued before the free
         big.free()
-        # 5 MiB fits only once `big` is gone, and the upload waits for that.
-        arr = np.ones(5 << 18, np.float32)
+        # 6 MiB fits only once `big` is gone, and the upload waits for that.
+        arr = np.ones(3 << 19, np.float32)
         t = td.from_numpy(arr)
         del doubled
         np.testing.assert_array_equal(t.numpy()[:3], [1, 1, 1])

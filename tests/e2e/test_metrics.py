@@ -130,7 +130,11 @@ def test_upload_download_and_free_move_the_figures(metered):
         assert after_upload.value("tensord_stream_bytes_total", direction="in") >= (
             before.value("tensord_stream_bytes_total", 0.0, direction="in") + n
         )
-        assert after_upload.value("tensord_tensor_bytes", **CPU) == before.value("tensord_tensor_bytes", 0.0, **CPU) + n
+        # Charged: the storage as allocated (in 2 MiB blocks at this size) and the handle.
+        allocated = -(-n // (2 << 20)) * (2 << 20)
+        assert after_upload.value("tensord_tensor_bytes", **CPU) == (
+            before.value("tensord_tensor_bytes", 0.0, **CPU) + allocated + 512
+        )
         assert after_upload.value("tensord_tensors", **CPU) == before.value("tensord_tensors", 0.0, **CPU) + 1
         assert after_upload.rpcs("Upload", "OK") == before.rpcs("Upload", "OK", 0.0) + 1
         # The gauge agrees with the server's own accounting.
@@ -166,12 +170,13 @@ def test_views_count_handles_but_not_bytes(metered):
         td.synchronize()
         after = scrape(metrics)
         assert view.shape == (1, 100, 10)
-        assert after.value("tensord_tensor_bytes", **CPU) == before.value("tensord_tensor_bytes", **CPU)
+        # No storage: only the two handles' bookkeeping, 512 bytes each.
+        assert after.value("tensord_tensor_bytes", **CPU) == before.value("tensord_tensor_bytes", **CPU) + 2 * 512
         assert after.value("tensord_tensors", **CPU) == before.value("tensord_tensors", **CPU) + 2
         copy = view.clone()
         td.synchronize()
         after_copy = scrape(metrics)
-        assert after_copy.value("tensord_tensor_bytes", **CPU) == before.value("tensord_tensor_bytes", **CPU) + 8000
+        assert after_copy.value("tensord_tensor_bytes", **CPU) == before.value("tensord_tensor_bytes", **CPU) + 3 * 512 + 8000
         assert after_copy.value("tensord_tensors", **CPU) == before.value("tensord_tensors", **CPU) + 3
         assert np.array_equal(copy.numpy(), np.zeros((1, 100, 10)))
 
