@@ -19,7 +19,10 @@ namespace {
 // op allocates the same sizes over and over; a cached block skips the
 // page faults and zeroing of fresh pages, and the munmap that would stop
 // every thread of the process (GEMM workers included) for a TLB shootdown.
-// Cached bytes are not charged to any MemoryBudget: they hold no tensor.
+// Cached bytes are not charged to any MemoryBudget (they hold no tensor),
+// but they live inside the server's: the cache only keeps what fits in the
+// room the budget has left, and gives blocks back as that room shrinks, so
+// charged bytes plus cached bytes never exceed --max-memory.
 // Every allocation path writes all bytes of its storage before a client
 // can read them (EMPTY zero-fills), so a reused block leaks nothing.
 class BlockCache {
@@ -45,26 +48,34 @@ class BlockCache {
   }
 
   // Keeps `block` for reuse, evicting other sizes to make room; frees it
-  // when it is too small or alone larger than the cache.
-  void Put(void* block, int64_t padded, int64_t alignment) {
-    if (padded < kMinBytes || padded > kMaxBytes) {
+  // when it is too small or alone larger than the cache may be, which is
+  // kMaxBytes or the budget's free `room`, whichever is less.
+  void Put(void* block, int64_t padded, int64_t alignment, int64_t room) {
+    const int64_t capacity = std::min(kMaxBytes, room);
+    if (padded < kMinBytes || padded > capacity) {
       std::free(block);
       return;
     }
     std::vector<void*> evicted;
     {
       absl::MutexLock lock(&mu_);
-      for (auto it = blocks_.begin(); cached_ + padded > kMaxBytes && it != blocks_.end(); ++it) {
-        while (!it->second.empty() && cached_ + padded > kMaxBytes) {
-          evicted.push_back(it->second.back());
-          it->second.pop_back();
-          cached_ -= it->first.padded;
-        }
-      }
+      EvictLocked(capacity - padded, evicted);
       blocks_[Key{padded, alignment}].push_back(block);
       cached_ += padded;
     }
     for (void* old : evicted) std::free(old);  // outside the lock: munmap is slow
+  }
+
+  // Frees cached blocks until at most `room` bytes stay cached.
+  void TrimTo(int64_t room) {
+    if (room >= kMaxBytes) return;  // the cache never holds more: no lock needed
+    std::vector<void*> evicted;
+    {
+      absl::MutexLock lock(&mu_);
+      if (cached_ <= room) return;
+      EvictLocked(room, evicted);
+    }
+    for (void* old : evicted) std::free(old);
   }
 
  private:
@@ -79,6 +90,16 @@ class BlockCache {
       return H::combine(std::move(h), key.padded, key.alignment);
     }
   };
+  void EvictLocked(int64_t keep, std::vector<void*>& evicted) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (auto it = blocks_.begin(); cached_ > keep && it != blocks_.end(); ++it) {
+      while (!it->second.empty() && cached_ > keep) {
+        evicted.push_back(it->second.back());
+        it->second.pop_back();
+        cached_ -= it->first.padded;
+      }
+    }
+  }
+
   absl::Mutex mu_;
   absl::flat_hash_map<Key, std::vector<void*>> blocks_ ABSL_GUARDED_BY(mu_);
   int64_t cached_ ABSL_GUARDED_BY(mu_) = 0;
@@ -135,6 +156,7 @@ absl::StatusOr<std::shared_ptr<Storage>> Storage::Allocate(
   // The budget is charged what is allocated, padding included.
   if (absl::Status s = budget->Reserve(padded, what); !s.ok()) return s;
   void* data = BlockCache::Get().Take(padded, alignment);
+  BlockCache::Get().TrimTo(budget->room());  // the cache keeps only what the budget has free
   if (data != nullptr) {
     return std::shared_ptr<Storage>(
         new Storage(static_cast<std::byte*>(data), nbytes, padded, device, std::move(budget)));
@@ -153,9 +175,10 @@ absl::StatusOr<std::shared_ptr<Storage>> Storage::Allocate(
 }
 
 Storage::~Storage() {
-  BlockCache::Get().Put(data_, capacity_,
-                        nbytes_ >= kHugePageBytes ? kHugePageBytes : kStorageAlignment);
   budget_->Release(capacity_);
+  BlockCache::Get().Put(data_, capacity_,
+                        nbytes_ >= kHugePageBytes ? kHugePageBytes : kStorageAlignment,
+                        budget_->room());
 }
 
 }  // namespace tensord

@@ -12,16 +12,16 @@
 // thread can reach it.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
-#include "absl/strings/string_view.h"
-
 #include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "core/device.h"
 
 namespace tensord {
@@ -45,6 +45,11 @@ class MemoryBudget {
 
   int64_t in_use() const { return in_use_.load(std::memory_order_relaxed); }
   int64_t limit() const { return limit_; }
+  // Bytes free here and in every ancestor: the least of their limits minus use.
+  int64_t room() const {
+    const int64_t own = limit_ - in_use();
+    return parent_ == nullptr ? own : std::min(own, parent_->room());
+  }
 
  private:
   const int64_t limit_;

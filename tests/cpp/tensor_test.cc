@@ -527,3 +527,38 @@ TEST(InternalOverlapTest, CheckWritableNamesTheTensorAndItsLayout) {
 
 }  // namespace
 }  // namespace tensord
+
+namespace tensord {
+namespace {
+
+TEST(StorageTest, CachedBlocksStayWithinTheRoomTheBudgetHasLeft) {
+  const int64_t mib = int64_t{1} << 20;
+  auto budget = std::make_shared<MemoryBudget>(10 * mib);
+  std::byte* freed = nullptr;
+  {
+    std::shared_ptr<Storage> s = ValueOrThrow(Storage::Allocate(4 * mib, Device::Cpu(), budget));
+    freed = s->data();
+  }  // cached: 4 MiB of the 10 are free
+  // 8 MiB charged leave 2 MiB of room: the cached 4 MiB block is given back,
+  // so a later 4 MiB storage cannot reuse it.
+  std::shared_ptr<Storage> big = ValueOrThrow(Storage::Allocate(8 * mib, Device::Cpu(), budget));
+  EXPECT_EQ(budget->in_use(), 8 * mib);
+  big.reset();
+  std::shared_ptr<Storage> again = ValueOrThrow(Storage::Allocate(4 * mib, Device::Cpu(), budget));
+  EXPECT_NE(again->data(), freed);
+}
+
+TEST(MemoryBudgetTest, RoomIsTheLeastOfTheChain) {
+  auto server = std::make_shared<MemoryBudget>(100);
+  MemoryBudget session(60, server, "--session-max-memory");
+  ASSERT_TRUE(server->Reserve(70, "other").ok());
+  EXPECT_EQ(session.room(), 30);
+  ASSERT_TRUE(session.Reserve(20, "mine").ok());
+  EXPECT_EQ(session.room(), 10);
+  EXPECT_EQ(server->in_use(), 90);
+  session.Release(20);
+  EXPECT_EQ(server->in_use(), 70);
+}
+
+}  // namespace
+}  // namespace tensord
