@@ -17,8 +17,8 @@ namespace tensord {
 namespace {
 
 using tensord_testing::Elements;
-using tensord_testing::ElementsAsComplex;
 using tensord_testing::Iota;
+using tensord_testing::RealParts;
 using tensord_testing::LargeBudget;
 using tensord_testing::StatusIs;
 using tensord_testing::ValueOrThrow;
@@ -44,12 +44,6 @@ Tensor Bools(std::vector<bool> values, Dims shape) {
   return t;
 }
 
-std::vector<double> Real(const Tensor& t) {
-  std::vector<double> out;
-  for (const auto& c : ElementsAsComplex(t)) out.push_back(c.real());
-  return out;
-}
-
 TEST(IndexTest, GathersRowsOfATransposedViewForEveryElementSize) {
   for (DType dtype : {DType::kBool, DType::kInt16, DType::kFloat32, DType::kInt64,
                       DType::kComplex128}) {
@@ -66,7 +60,7 @@ TEST(IndexTest, GathersRowsOfATransposedViewForEveryElementSize) {
         want.push_back(dtype == DType::kBool ? (v != 0) : v);
       }
     }
-    EXPECT_EQ(Real(out[0]), want) << DTypeName(dtype);
+    EXPECT_EQ(RealParts(out[0]), want) << DTypeName(dtype);
   }
 }
 

@@ -19,6 +19,7 @@ using tensord_testing::At;
 using tensord_testing::Elements;
 using tensord_testing::ElementsAsComplex;
 using tensord_testing::Iota;
+using tensord_testing::RealParts;
 using tensord_testing::LargeBudget;
 using tensord_testing::StatusIs;
 using tensord_testing::ValueOrThrow;
@@ -41,12 +42,6 @@ std::vector<double> Reference(const Tensor& a, const Tensor& b) {
   return out;
 }
 
-std::vector<double> Real(const Tensor& t) {
-  std::vector<double> out;
-  for (const auto& c : ElementsAsComplex(t)) out.push_back(c.real());
-  return out;
-}
-
 TEST(MatmulTest, MatchesTheDefinitionForEveryKernelAndLayout) {
   for (DType dtype : {DType::kFloat32, DType::kFloat64, DType::kInt64, DType::kInt16}) {
     const Tensor a = Iota({5, 7}, dtype);
@@ -56,17 +51,17 @@ TEST(MatmulTest, MatchesTheDefinitionForEveryKernelAndLayout) {
     ASSERT_EQ(out.size(), 1u);
     EXPECT_EQ(out[0].shape(), (Dims{5, 3}));
     EXPECT_EQ(out[0].dtype(), dtype);
-    EXPECT_EQ(Real(out[0]), want) << DTypeName(dtype);
+    EXPECT_EQ(RealParts(out[0]), want) << DTypeName(dtype);
 
     // Column-major operands (BLAS reads them transposed) and a strided
     // slice (copied first) give the same values.
     const Tensor a_t = ValueOrThrow(Transpose(Iota({7, 5}, dtype), 0, 1));
     const Tensor b_t = ValueOrThrow(Transpose(Iota({3, 7}, dtype), 0, 1));
     ASSERT_OK_AND_ASSIGN(auto transposed, RunLinalg("matmul", {a_t, b_t}));
-    EXPECT_EQ(Real(transposed[0]), Reference(a_t, b_t)) << DTypeName(dtype);
+    EXPECT_EQ(RealParts(transposed[0]), Reference(a_t, b_t)) << DTypeName(dtype);
     const Tensor every_other = ValueOrThrow(Slice(Iota({5, 14}, dtype), 1, SliceSpec{0, 14, 2}));
     ASSERT_OK_AND_ASSIGN(auto sliced, RunLinalg("matmul", {every_other, b}));
-    EXPECT_EQ(Real(sliced[0]), Reference(every_other, b)) << DTypeName(dtype);
+    EXPECT_EQ(RealParts(sliced[0]), Reference(every_other, b)) << DTypeName(dtype);
   }
 }
 
@@ -90,7 +85,7 @@ TEST(MatmulTest, VectorsAndBatchesFollowTorchShapes) {
   const Tensor a1 = ValueOrThrow(Select(ValueOrThrow(Select(a, 0, 1)), 0, 0));
   const Tensor b3 = ValueOrThrow(Select(b, 0, 3));
   const Tensor got = ValueOrThrow(Select(ValueOrThrow(Select(bb[0], 0, 1)), 0, 3));
-  EXPECT_EQ(Real(got), Reference(a1, b3));
+  EXPECT_EQ(RealParts(got), Reference(a1, b3));
 }
 
 TEST(MatmulTest, RejectsMismatchedShapesAndDTypes) {

@@ -200,6 +200,13 @@ inline std::vector<std::complex<double>> ElementsAsComplex(const Tensor& t) {
   });
 }
 
+// The real parts of ElementsAsComplex(t): every element as a double.
+inline std::vector<double> RealParts(const Tensor& t) {
+  std::vector<double> out;
+  for (const auto& c : ElementsAsComplex(t)) out.push_back(c.real());
+  return out;
+}
+
 inline std::vector<int64_t> Range(int64_t begin, int64_t end, int64_t step = 1) {
   std::vector<int64_t> out;
   for (int64_t v = begin; step > 0 ? v < end : v > end; v += step) out.push_back(v);
