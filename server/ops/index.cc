@@ -422,10 +422,8 @@ absl::Status ScatterInto(const Resolved& r, const Operand& value, bool accumulat
                          const std::shared_ptr<MemoryBudget>& budget) {
   ASSIGN_OR_RETURN(const Plan plan, MakePlan(r, budget));
   ASSIGN_OR_RETURN(const Tensor values, PrepareValues(value, r.view, plan.shape, budget));
-  int64_t numel = 1;
-  for (int64_t s : plan.shape) numel *= s;
-  if (numel == 0) return absl::OkStatus();
   const Tensor spread = BroadcastTo(values, plan.shape);
+  if (spread.numel() == 0) return absl::OkStatus();
   const auto* table = reinterpret_cast<const int64_t*>(plan.table.data());
   const cpu::IndexWalk walk = Walk(plan, spread.strides());
   if (!accumulate) {
