@@ -3,6 +3,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <cstring>
 #include <cstdlib>
 #include <new>
 
@@ -10,6 +11,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/status_macros.h"
 
 namespace tensord {
 namespace {
@@ -131,16 +133,36 @@ void MemoryBudget::Release(int64_t bytes) {
   if (parent_ != nullptr) parent_->Release(bytes);
 }
 
-absl::StatusOr<std::shared_ptr<Storage>> Storage::Allocate(
-    int64_t nbytes, Device device, std::shared_ptr<MemoryBudget> budget,
-    absl::string_view what) {
-  if (nbytes < 0) {
-    return absl::InvalidArgumentError(absl::StrCat("negative storage size ", nbytes));
+// One allocation. It lives as long as the Storage that uses it or the last
+// snapshot of it, whichever is later, and only then goes back to the cache
+// and uncharges its budget.
+struct Storage::Block {
+  Block(std::byte* data, int64_t capacity, int64_t alignment, std::shared_ptr<MemoryBudget> budget)
+      : data(data), capacity(capacity), alignment(alignment), budget(std::move(budget)) {}
+  ~Block() {
+    budget->Release(capacity);
+    BlockCache::Get().Put(data, capacity, alignment, budget->room());
   }
-  if (device.type != Device::Type::kCpu) {
-    return absl::UnimplementedError(
-        absl::StrCat("device ", device.ToString(), " is not available in this build"));
-  }
+  Block(const Block&) = delete;
+  Block& operator=(const Block&) = delete;
+
+  std::byte* const data;
+  const int64_t capacity;  // bytes allocated (nbytes padded to the alignment)
+  const int64_t alignment;
+  const std::shared_ptr<MemoryBudget> budget;
+  // Open snapshots. Released with release order by readers on any thread
+  // and read with acquire order by the writer, so a reader's last read of
+  // the bytes happens before a write that finds no snapshot.
+  std::atomic<int64_t> pins{0};
+};
+
+namespace {
+
+std::atomic<int64_t> copied_on_write{0};
+
+// Allocates and charges one block of `nbytes`.
+absl::StatusOr<std::shared_ptr<Storage::Block>> AllocateBlock(
+    int64_t nbytes, const std::shared_ptr<MemoryBudget>& budget, absl::string_view what) {
   if (nbytes > INT64_MAX - kHugePageBytes) {
     return absl::ResourceExhaustedError(absl::StrCat(what, " of ", nbytes, " bytes is too large"));
   }
@@ -157,28 +179,76 @@ absl::StatusOr<std::shared_ptr<Storage>> Storage::Allocate(
   if (absl::Status s = budget->Reserve(padded, what); !s.ok()) return s;
   void* data = BlockCache::Get().Take(padded, alignment);
   BlockCache::Get().TrimTo(budget->room());  // the cache keeps only what the budget has free
-  if (data != nullptr) {
-    return std::shared_ptr<Storage>(
-        new Storage(static_cast<std::byte*>(data), nbytes, padded, device, std::move(budget)));
-  }
-  data = std::aligned_alloc(static_cast<size_t>(alignment), static_cast<size_t>(padded));
-  if (data != nullptr && alignment == kHugePageBytes) {
-    madvise(data, static_cast<size_t>(padded), MADV_HUGEPAGE);  // a hint; failure is harmless
+  if (data == nullptr) {
+    data = std::aligned_alloc(static_cast<size_t>(alignment), static_cast<size_t>(padded));
+    if (data != nullptr && alignment == kHugePageBytes) {
+      madvise(data, static_cast<size_t>(padded), MADV_HUGEPAGE);  // a hint; failure is harmless
+    }
   }
   if (data == nullptr) {
     budget->Release(padded);
     return absl::ResourceExhaustedError(
         absl::StrCat(what, ": the system could not allocate ", nbytes, " bytes"));
   }
-  return std::shared_ptr<Storage>(
-      new Storage(static_cast<std::byte*>(data), nbytes, padded, device, std::move(budget)));
+  return std::make_shared<Storage::Block>(static_cast<std::byte*>(data), padded, alignment,
+                                          budget);
 }
 
-Storage::~Storage() {
-  budget_->Release(capacity_);
-  BlockCache::Get().Put(data_, capacity_,
-                        nbytes_ >= kHugePageBytes ? kHugePageBytes : kStorageAlignment,
-                        budget_->room());
+// What a Snapshot owns: one pin on the block, and the block itself.
+struct Pin {
+  explicit Pin(std::shared_ptr<Storage::Block> b) : block(std::move(b)) {
+    block->pins.fetch_add(1, std::memory_order_relaxed);
+  }
+  ~Pin() { block->pins.fetch_sub(1, std::memory_order_release); }
+  Pin(const Pin&) = delete;
+  Pin& operator=(const Pin&) = delete;
+  const std::shared_ptr<Storage::Block> block;
+};
+
+}  // namespace
+
+Storage::Storage(std::shared_ptr<Block> block, int64_t nbytes, Device device)
+    : block_(std::move(block)), data_(block_->data), nbytes_(nbytes), device_(device) {}
+
+Storage::~Storage() = default;  // the block goes when its last snapshot does
+
+const std::shared_ptr<MemoryBudget>& Storage::budget() const { return block_->budget; }
+
+absl::StatusOr<std::shared_ptr<Storage>> Storage::Allocate(
+    int64_t nbytes, Device device, std::shared_ptr<MemoryBudget> budget,
+    absl::string_view what) {
+  if (nbytes < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("negative storage size ", nbytes));
+  }
+  if (device.type != Device::Type::kCpu) {
+    return absl::UnimplementedError(
+        absl::StrCat("device ", device.ToString(), " is not available in this build"));
+  }
+  ASSIGN_OR_RETURN(std::shared_ptr<Block> block, AllocateBlock(nbytes, budget, what));
+  return std::shared_ptr<Storage>(new Storage(std::move(block), nbytes, device));
 }
+
+Storage::Snapshot Storage::TakeSnapshot() {
+  auto pin = std::make_shared<Pin>(block_);
+  return Snapshot(std::move(pin), data_);  // aliasing: points at the bytes, owns the pin
+}
+
+absl::Status Storage::PrepareWrite(absl::string_view what) {
+  if (block_->pins.load(std::memory_order_acquire) == 0) return absl::OkStatus();
+  // Copy-on-write: the snapshots keep the old block as it is; this storage
+  // (and so every view of it) moves to a copy, which the writer then changes.
+  // Two copies exist until the last snapshot goes: that is the cost of a
+  // consistent download, and the budget is charged for both.
+  ASSIGN_OR_RETURN(std::shared_ptr<Block> copy,
+                   AllocateBlock(nbytes_, block_->budget,
+                                 absl::StrCat(what, ": copy of a tensor being downloaded")));
+  std::memcpy(copy->data, block_->data, static_cast<size_t>(nbytes_));
+  copied_on_write.fetch_add(nbytes_, std::memory_order_relaxed);
+  block_ = std::move(copy);
+  data_ = block_->data;
+  return absl::OkStatus();
+}
+
+int64_t Storage::copies_on_write() { return copied_on_write.load(std::memory_order_relaxed); }
 
 }  // namespace tensord

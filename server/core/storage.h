@@ -3,13 +3,35 @@
 // in a small process-wide cache (256 MiB at most) when freed and handed to
 // the next storage of the same size: their bytes are NOT zeroed.
 //
-// Views share a Storage through std::shared_ptr, and so do in-flight download
-// chunks: the bytes stay valid until the last reference is gone, even if the
-// tensor that owned them was freed meanwhile.
+// Views share a Storage through std::shared_ptr.
 //
-// Thread-safety: MemoryBudget is fully thread-safe. A Storage's bytes are not
-// synchronised; writers (upload, copies) fill a Storage before any other
-// thread can reach it.
+// THE CONCURRENCY RULE (the one place it is stated; every writer and reader
+// of tensor bytes follows it):
+//
+//  1. A session's commands run one at a time, in its order, on its
+//     exec::Stream. Only they read or write the bytes of the tensors that
+//     already exist, so commands never race each other.
+//  2. A new storage (an upload, an op's output) is written by the one thread
+//     that creates it, before any other thread can reach it.
+//  3. A reader outside the stream (a download streaming zero-copy from the
+//     bytes while later commands run) takes a Snapshot at its place in the
+//     stream's order (exec::Stream::WhenReached runs it between two tasks).
+//     The snapshot pins the bytes as they were at that point.
+//  4. Every command that writes bytes that already exist (in-place ops,
+//     optimizer steps, gradient accumulation, zero_grad) calls
+//     PrepareWrite(t, what) (core/tensor.h) before writing. When snapshots
+//     pin the storage's block, the storage moves to a fresh copy of it
+//     (copy-on-write, charged to the same budget) and the writer writes
+//     there; the pinned block stays unchanged until its last snapshot goes.
+//
+// So a download sees the tensor exactly as it was at its place in the
+// session's order, never a torn mix, and never stalls the writer; the price
+// is one copy of the tensor, only when a write meets a download in flight.
+//
+// Thread-safety: MemoryBudget is fully thread-safe. Snapshots may be
+// released on any thread. data(), TakeSnapshot and PrepareWrite follow the
+// rule above (they run on the session's stream, or before the storage is
+// shared).
 #pragma once
 
 #include <algorithm>
@@ -73,7 +95,7 @@ class Storage {
   std::byte* data() const { return data_; }
   int64_t nbytes() const { return nbytes_; }
   const Device& device() const { return device_; }
-  const std::shared_ptr<MemoryBudget>& budget() const { return budget_; }
+  const std::shared_ptr<MemoryBudget>& budget() const;
 
   // Counts in-place writes to the bytes, like PyTorch's version counter: a
   // backward node remembers the versions of the tensors it saved and refuses
@@ -82,17 +104,28 @@ class Storage {
   uint64_t version() const { return version_.load(std::memory_order_acquire); }
   void BumpVersion() { version_.fetch_add(1, std::memory_order_acq_rel); }
 
- private:
-  Storage(std::byte* data, int64_t nbytes, int64_t capacity, Device device,
-          std::shared_ptr<MemoryBudget> budget)
-      : data_(data), nbytes_(nbytes), capacity_(capacity), device_(device),
-        budget_(std::move(budget)) {}
+  // Points at data() and keeps those bytes alive and unchanged until the
+  // last copy of it is gone (rule 3 above); any thread may release it.
+  using Snapshot = std::shared_ptr<const std::byte>;
+  Snapshot TakeSnapshot();
+  // Rule 4: call before writing bytes others may have seen. When snapshots
+  // are open, moves this storage to a copy of its bytes (RESOURCE_EXHAUSTED,
+  // naming `what`, when the budget cannot hold the copy). Tensors reach the
+  // bytes through data(), so every view follows.
+  absl::Status PrepareWrite(absl::string_view what);
+  // Bytes copied by PrepareWrite since the process started (for tests and
+  // metrics).
+  static int64_t copies_on_write();
 
-  std::byte* const data_;  // never null, even for 0 bytes
+  struct Block;  // the allocation: bytes, their charge, their snapshot count
+
+ private:
+  Storage(std::shared_ptr<Block> block, int64_t nbytes, Device device);
+
+  std::shared_ptr<Block> block_;  // replaced only by PrepareWrite
+  std::byte* data_;               // block_'s bytes; never null, even for 0 bytes
   const int64_t nbytes_;
-  const int64_t capacity_;  // bytes allocated (nbytes padded to the alignment)
   const Device device_;
-  const std::shared_ptr<MemoryBudget> budget_;
   std::atomic<uint64_t> version_{0};
 };
 

@@ -188,16 +188,19 @@ Overlap InternalOverlap(const Tensor& t) {
   return repeated ? Overlap::kYes : Overlap::kNo;
 }
 
-absl::Status CheckWritable(const Tensor& t, absl::string_view what) {
+absl::Status PrepareWrite(const Tensor& t, absl::string_view what) {
   const Overlap overlap = InternalOverlap(t);
-  if (overlap == Overlap::kNo) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      what, " (shape ", DimsToString(t.shape()), ", strides ", DimsToString(t.strides()), ") ",
-      overlap == Overlap::kYes
-          ? "has several elements at one memory location (an expanded view, or overlapping strides)"
-          : "may have several elements at one memory location (its strides interleave over "
-            "too large a span to check)",
-      ", so writing into it in place is refused: clone() it first"));
+  if (overlap != Overlap::kNo) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        what, " (shape ", DimsToString(t.shape()), ", strides ", DimsToString(t.strides()), ") ",
+        overlap == Overlap::kYes
+            ? "has several elements at one memory location (an expanded view, or overlapping "
+              "strides)"
+            : "may have several elements at one memory location (its strides interleave over "
+              "too large a span to check)",
+        ", so writing into it in place is refused: clone() it first"));
+  }
+  return t.storage()->PrepareWrite(what);
 }
 
 }  // namespace tensord

@@ -117,10 +117,12 @@ enum class Overlap {
 Overlap InternalOverlap(const Tensor& t);
 inline constexpr int64_t kOverlapExactSpan = int64_t{1} << 26;
 
-// InvalidArgument unless InternalOverlap(t) is kNo, naming `what` ("self",
-// "parameter 2") with its shape and strides; like PyTorch, a write into a
-// tensor whose elements share memory is refused rather than applied
-// several times.
-absl::Status CheckWritable(const Tensor& t, absl::string_view what = "self");
+// Every writer of a tensor's existing bytes calls this first (the rule in
+// core/storage.h). InvalidArgument unless InternalOverlap(t) is kNo, naming
+// `what` ("self", "parameter 2") with its shape and strides: like PyTorch, a
+// write into a tensor whose elements share memory is refused rather than
+// applied several times. Then Storage::PrepareWrite: a download in flight
+// keeps the bytes it is sending, and the write goes to a copy.
+absl::Status PrepareWrite(const Tensor& t, absl::string_view what = "self");
 
 }  // namespace tensord

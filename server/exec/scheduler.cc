@@ -74,15 +74,44 @@ void Stream::WhenReached(uint64_t marker, StatusCallback fn) {
   absl::Status status;
   {
     absl::MutexLock lock(&scheduler_->mu_);
-    if (reached_ < marker) {
-      if (!closed_) {
-        waiters_.push_back(Waiter{marker, std::move(fn)});
-        return;
-      }
+    if (closed_) {
       status = close_reason_;
+    } else if (reached_ < marker || running_) {
+      // Called by the stream's owner after its current task (RunOne), or
+      // by the owner of an inline callback (below) when that returns.
+      waiters_.push_back(Waiter{marker, std::move(fn)});
+      return;
+    } else {
+      // Idle and past the marker: run fn here, owning the stream meanwhile
+      // so that a task enqueued now waits for it.
+      running_ = true;
     }
   }
   fn(status);
+  if (!status.ok()) return;
+  absl::MutexLock lock(&scheduler_->mu_);
+  // Waiters added while fn ran (fn may itself wait on this stream).
+  for (std::vector<StatusCallback> reached = TakeReachedLocked(); !reached.empty();
+       reached = TakeReachedLocked()) {
+    scheduler_->mu_.Unlock();
+    for (StatusCallback& callback : reached) callback(absl::OkStatus());
+    scheduler_->mu_.Lock();
+  }
+  running_ = false;
+  if (!queue_.empty() && !in_ring_) scheduler_->MakeReady(shared_from_this());
+}
+
+std::vector<StatusCallback> Stream::TakeReachedLocked() {
+  std::vector<StatusCallback> reached;
+  for (auto it = waiters_.begin(); it != waiters_.end();) {
+    if (it->marker <= reached_) {
+      reached.push_back(std::move(it->fn));
+      it = waiters_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  return reached;
 }
 
 void Stream::AbandonMarkersAbove(uint64_t marker, const absl::Status& reason) {
@@ -204,23 +233,17 @@ void Scheduler::RunOne(const std::shared_ptr<Stream>& stream) {
     entry.task(absl::OkStatus());
     entry.task = nullptr;  // release what the task captured before taking the lock
     mu_.Lock();
-    std::vector<StatusCallback> reached;
-    if (entry.marker != 0) {
-      stream->reached_ = std::max(stream->reached_, entry.marker);
-      auto& waiters = stream->waiters_;
-      for (auto it = waiters.begin(); it != waiters.end();) {
-        if (it->marker <= stream->reached_) {
-          reached.push_back(std::move(it->fn));
-          it = waiters.erase(it);
-        } else {
-          ++it;
-        }
+    if (entry.marker != 0) stream->reached_ = std::max(stream->reached_, entry.marker);
+    // Waiters run before the next task: those whose marker this task
+    // reached, and those that came while it ran (WhenReached defers to the
+    // owner of a running stream).
+    if (!stream->waiters_.empty()) {
+      for (std::vector<StatusCallback> reached = stream->TakeReachedLocked(); !reached.empty();
+           reached = stream->TakeReachedLocked()) {
+        mu_.Unlock();
+        for (StatusCallback& fn : reached) fn(absl::OkStatus());
+        mu_.Lock();
       }
-    }
-    if (!reached.empty()) {
-      mu_.Unlock();
-      for (StatusCallback& fn : reached) fn(absl::OkStatus());
-      mu_.Lock();
     }
     if (stopping_ || !ring_.empty()) break;  // others are waiting: take turns
   }

@@ -31,6 +31,10 @@
 // one stream increase in enqueue order, and reached() is the marker of the
 // last task that ran; WhenReached lets another call (a download ordered
 // after command N) wait for a point in the stream without being a task.
+// Its callback runs *at* that point: after the task that reached the
+// marker and before any later task of the stream starts, like a task of
+// its own (this is what lets a download take a consistent snapshot of a
+// tensor that later commands write; see core/storage.h).
 //
 // Place in the layering: exec/ is a runtime below session/ (a session owns
 // its Stream) and beside ops/ (kernels call ParallelFor); it knows nothing
@@ -82,8 +86,10 @@ class Stream : public std::enable_shared_from_this<Stream> {
 
   // The marker of the last marked task that ran (0 before any).
   uint64_t reached() const;
-  // Calls fn(OK) once reached() >= marker, or fn(reason) if the stream is
-  // closed first.
+  // Calls fn(OK) once reached() >= marker, between two tasks: no task of
+  // this stream runs while fn does. fn(reason) if the stream is closed
+  // first. fn runs on the calling thread when the stream is idle and past
+  // the marker, else on the worker that runs the stream; it should be short.
   void WhenReached(uint64_t marker, StatusCallback fn);
   // Calls fn(reason) for every WhenReached waiter of a marker above
   // `marker` and not enqueued yet: its producer will send no more (an
@@ -99,6 +105,9 @@ class Stream : public std::enable_shared_from_this<Stream> {
  private:
   friend class Scheduler;
   explicit Stream(Scheduler* scheduler) : scheduler_(scheduler) {}
+  // Takes the waiters whose marker is reached, to be called by the thread
+  // that owns the stream (running_), outside the lock.
+  std::vector<StatusCallback> TakeReachedLocked();
 
   struct Entry {
     Task task;

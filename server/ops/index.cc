@@ -479,7 +479,7 @@ absl::StatusOr<Outputs> IndexPutInPlaceOp(const OpContext& ctx) {
   ASSIGN_OR_RETURN(const Tensor self, ctx.TensorArg(0));
   ASSIGN_OR_RETURN(const std::vector<IndexItem> items, ctx.IndexItems("items"));
   ASSIGN_OR_RETURN(const bool accumulate, ctx.Bool("accumulate", false));
-  RETURN_IF_ERROR(CheckWritable(self));
+  RETURN_IF_ERROR(PrepareWrite(self));
   ASSIGN_OR_RETURN(const Resolved r, Resolve(self, items, ctx, 2));
   RETURN_IF_ERROR(ScatterInto(r, ctx.arg(1), accumulate, ctx.budget()));
   return Outputs{};

@@ -427,7 +427,7 @@ absl::StatusOr<std::vector<Tensor>> ArithmeticInPlaceOp(const OpContext& ctx) {
   if (const Tensor* t = std::get_if<Tensor>(&other)) {
     RETURN_IF_ERROR(CheckBroadcastsTo(t->shape(), self.shape()));
   }
-  RETURN_IF_ERROR(CheckWritable(self));
+  RETURN_IF_ERROR(PrepareWrite(self));
   ASSIGN_OR_RETURN(const Tensor operand, InPlaceOperand(other, self, dtype, ctx));
   const bool plain_add =
       !alpha || (std::holds_alternative<int64_t>(alpha->value) && alpha->ToInt64() == 1 &&
@@ -448,7 +448,7 @@ absl::StatusOr<std::vector<Tensor>> ArithmeticInPlaceOp(const OpContext& ctx) {
 absl::StatusOr<std::vector<Tensor>> ZeroInPlaceOp(const OpContext& ctx) {
   RETURN_IF_ERROR(ctx.ExpectArgs(1, 1));
   ASSIGN_OR_RETURN(const Tensor self, ctx.TensorArg(0));
-  RETURN_IF_ERROR(CheckWritable(self));
+  RETURN_IF_ERROR(PrepareWrite(self));
   Fill(self, Scalar{int64_t{0}});
   return std::vector<Tensor>{};
 }
@@ -459,7 +459,7 @@ absl::StatusOr<std::vector<Tensor>> FillInPlaceOp(const OpContext& ctx) {
   ASSIGN_OR_RETURN(const Tensor self, ctx.TensorArg(0));
   if (const Scalar* value = std::get_if<Scalar>(&ctx.arg(1))) {
     RETURN_IF_ERROR(CheckConvertible(*value, self.dtype()));
-    RETURN_IF_ERROR(CheckWritable(self));
+    RETURN_IF_ERROR(PrepareWrite(self));
     Fill(self, *value);
     return std::vector<Tensor>{};
   }
@@ -469,7 +469,7 @@ absl::StatusOr<std::vector<Tensor>> FillInPlaceOp(const OpContext& ctx) {
         "the value must be a number or a 0-dimensional tensor, got shape ",
         DimsToString(value.shape())));
   }
-  RETURN_IF_ERROR(CheckWritable(self));
+  RETURN_IF_ERROR(PrepareWrite(self));
   // One element, copied first: it may be an element of self.
   ASSIGN_OR_RETURN(const Tensor single, Clone(value));
   RETURN_IF_ERROR(CopyInto(BroadcastTo(single, self.shape()), self));
@@ -483,7 +483,7 @@ absl::StatusOr<std::vector<Tensor>> CopyInPlaceOp(const OpContext& ctx) {
   ASSIGN_OR_RETURN(const Tensor self, ctx.TensorArg(0));
   ASSIGN_OR_RETURN(Tensor src, ctx.TensorArg(1));
   RETURN_IF_ERROR(CheckBroadcastsTo(src.shape(), self.shape()));
-  RETURN_IF_ERROR(CheckWritable(self));
+  RETURN_IF_ERROR(PrepareWrite(self));
   if (src.storage() == self.storage()) {  // CopyInto needs disjoint memory
     ASSIGN_OR_RETURN(src, Clone(src));
   }

@@ -184,7 +184,7 @@ absl::Status Optimizer::CheckParam(int64_t index, const Tensor& param, const Ten
         " and its gradient on ", grad.device().ToString(), "; only cpu is supported"));
   }
   RETURN_IF_ERROR(
-      CheckWritable(param, absl::StrCat(OptimizerKindName(kind_), ": parameter ", index)));
+      PrepareWrite(param, absl::StrCat(OptimizerKindName(kind_), ": parameter ", index)));
   const ParamState& s = states_[index];
   RETURN_IF_ERROR(CheckState(index, "momentum_buffer", s.momentum_buffer, param));
   RETURN_IF_ERROR(CheckState(index, "exp_avg", s.exp_avg, param));

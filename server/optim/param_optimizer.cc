@@ -69,9 +69,9 @@ absl::Status ParamOptimizer::Step(std::vector<OptimizerOptions> options) {
   return absl::OkStatus();
 }
 
-void ParamOptimizer::ZeroGrad(bool set_to_none) {
+absl::Status ParamOptimizer::ZeroGrad(bool set_to_none) {
   absl::MutexLock lock(&mu_);
-  ZeroGrads(params_, set_to_none);
+  return ZeroGrads(params_, set_to_none);
 }
 
 int64_t ParamOptimizer::state_bytes() const {
@@ -79,7 +79,7 @@ int64_t ParamOptimizer::state_bytes() const {
   return optimizer_->state_bytes();
 }
 
-void ZeroGrads(const std::vector<Variable>& variables, bool set_to_none) {
+absl::Status ZeroGrads(const std::vector<Variable>& variables, bool set_to_none) {
   for (const Variable& variable : variables) {
     if (variable.autograd == nullptr) continue;
     absl::MutexLock lock(&variable.autograd->mu);
@@ -88,10 +88,12 @@ void ZeroGrads(const std::vector<Variable>& variables, bool set_to_none) {
     if (set_to_none) {
       grad.reset();
     } else {
+      RETURN_IF_ERROR(PrepareWrite(*grad, "zero_grad: a gradient"));
       Fill(*grad, Scalar{int64_t{0}});
       grad->storage()->BumpVersion();
     }
   }
+  return absl::OkStatus();
 }
 
 }  // namespace tensord

@@ -31,7 +31,7 @@ class ParamOptimizer {
   // first replaces each group's options (one per group).
   absl::Status Step(std::vector<OptimizerOptions> options);
   // Clears every parameter's grad.
-  void ZeroGrad(bool set_to_none);
+  absl::Status ZeroGrad(bool set_to_none);
 
   int64_t state_bytes() const;
 
@@ -45,6 +45,6 @@ class ParamOptimizer {
 };
 
 // Sets the grads of `variables` to None, or fills them with zeros in place.
-void ZeroGrads(const std::vector<Variable>& variables, bool set_to_none);
+absl::Status ZeroGrads(const std::vector<Variable>& variables, bool set_to_none);
 
 }  // namespace tensord

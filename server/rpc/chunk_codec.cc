@@ -22,7 +22,7 @@ size_t PutVarint(uint64_t value, uint8_t* out) {
   return n;
 }
 
-void ReleaseStorageRef(void* ref) { delete static_cast<std::shared_ptr<Storage>*>(ref); }
+void ReleaseSnapshot(void* ref) { delete static_cast<Storage::Snapshot*>(ref); }
 
 // Reads bytes across a sequence of slices.
 class SliceCursor {
@@ -73,16 +73,16 @@ absl::Status DecodeMessage(const grpc::ByteBuffer& buffer,
   return absl::OkStatus();
 }
 
-grpc::ByteBuffer EncodeChunkFrame(const std::shared_ptr<Storage>& owner, const std::byte* data,
+grpc::ByteBuffer EncodeChunkFrame(const Storage::Snapshot& owner, const std::byte* data,
                                   size_t n) {
   uint8_t prefix[11];
   prefix[0] = kChunkTag;
   const size_t prefix_size = 1 + PutVarint(n, prefix + 1);
   grpc::Slice slices[2] = {
       grpc::Slice(prefix, prefix_size),  // copies the few prefix bytes
-      // Zero-copy: the slice points into the storage and owns a reference to it.
-      grpc::Slice(const_cast<std::byte*>(data), n, &ReleaseStorageRef,
-                  new std::shared_ptr<Storage>(owner)),
+      // Zero-copy: the slice points into the pinned bytes and owns a pin.
+      grpc::Slice(const_cast<std::byte*>(data), n, &ReleaseSnapshot,
+                  new Storage::Snapshot(owner)),
   };
   return grpc::ByteBuffer(slices, 2);
 }

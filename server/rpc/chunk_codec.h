@@ -48,9 +48,10 @@ grpc::ByteBuffer EncodeMessage(const google::protobuf::MessageLite& message);
 // Parses a whole small message (a request) out of a ByteBuffer.
 absl::Status DecodeMessage(const grpc::ByteBuffer& buffer, google::protobuf::MessageLite* message);
 
-// A DownloadResponse{chunk = data[0, n)} that references `owner`'s bytes.
-// REQUIRES: data..data+n lies inside owner's storage.
-grpc::ByteBuffer EncodeChunkFrame(const std::shared_ptr<Storage>& owner, const std::byte* data,
+// A DownloadResponse{chunk = data[0, n)} that references `owner`'s bytes and
+// holds a copy of `owner` until gRPC is done with them.
+// REQUIRES: data..data+n lies inside the bytes `owner` pins.
+grpc::ByteBuffer EncodeChunkFrame(const Storage::Snapshot& owner, const std::byte* data,
                                   size_t n);
 
 // One parsed UploadRequest.

@@ -32,6 +32,10 @@ class Gauges final : public prometheus::Collectable {
         Gauge("tensord_sessions", "Open client sessions.", totals.sessions, {}),
         Gauge("tensord_queued_commands", "Commands queued or running, over all sessions.",
               totals.queued, {}),
+        Counter("tensord_copy_on_write_bytes_total",
+                "Bytes copied because a write met a download of the same tensor in flight "
+                "(the download keeps the bytes it started with).",
+                static_cast<double>(Storage::copies_on_write())),
     };
   }
 
@@ -43,6 +47,13 @@ class Gauges final : public prometheus::Collectable {
     metric.gauge.value = value;
     return prometheus::MetricFamily{std::move(name), std::move(help),
                                     prometheus::MetricType::Gauge, {metric}};
+  }
+
+  static prometheus::MetricFamily Counter(std::string name, std::string help, double value) {
+    prometheus::ClientMetric metric;
+    metric.counter.value = value;
+    return prometheus::MetricFamily{std::move(name), std::move(help),
+                                    prometheus::MetricType::Counter, {metric}};
   }
 
   std::shared_ptr<MemoryBudget> budget_;

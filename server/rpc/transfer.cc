@@ -211,12 +211,16 @@ bool IsNarrow(const Tensor& t) {
 }
 
 // Streams a header, then the tensor's storage span in kDownloadChunkBytes
-// frames that reference the storage (no copy). One write is in flight at a
-// time, which is gRPC's flow control: a slow client slows the server.
+// frames that reference the storage's bytes (no copy). One write is in
+// flight at a time, which is gRPC's flow control: a slow client slows the
+// server.
 //
-// A request with `after_command` waits until the session's stream has run
-// that command (exec::Stream::WhenReached, through a Gate) before it looks
-// the tensor up.
+// The download takes its place in the session's order: Begin runs through
+// exec::Stream::WhenReached, after the command named by `after_command` (or
+// at once when 0) and between two commands, and takes a Storage::Snapshot
+// there. Commands that later write the tensor in place move it to a copy
+// (the rule in core/storage.h), so the client gets the bytes as they were
+// at that point, whatever runs while they travel.
 class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> {
  public:
   DownloadReactor(TensordService* service, grpc::CallbackServerContext* context,
@@ -236,7 +240,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
       return;
     }
     const int64_t n = std::min(chunk_bytes_, span_bytes_ - sent_);
-    frame_ = EncodeChunkFrame(tensor_->storage(), span_start_ + sent_, static_cast<size_t>(n));
+    frame_ = EncodeChunkFrame(snapshot_, span_start_ + sent_, static_cast<size_t>(n));
     sent_ += n;
     metrics_->AddBytesOut(n);
     StartWrite(&frame_);
@@ -261,7 +265,6 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
       chunk_bytes_ = std::clamp(request_.chunk_bytes(), kMinDownloadChunkBytes,
                                 kMaxDownloadChunkBytes);
     }
-    if (request_.after_command() == 0) return Begin();
     gate_ = std::make_shared<Gate<DownloadReactor>>(this);
     session_->stream()->WhenReached(
         request_.after_command(), [gate = gate_](const absl::Status& status) {
@@ -273,7 +276,8 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
     return absl::OkStatus();
   }
 
-  // Looks the tensor up and writes the header.
+  // Looks the tensor up, pins its bytes and writes the header. Runs at the
+  // download's place in the stream (see above).
   absl::Status Begin() {
     ASSIGN_OR_RETURN(const Tensor tensor, session_->Get(request_.handle()));
     v1::DownloadResponse response;
@@ -288,12 +292,12 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
       if (absl::StatusOr<Tensor> compact = Clone(tensor); compact.ok()) sent = *std::move(compact);
     }
     // Strides are non-negative, so element [0,...,0] starts the span.
-    span_start_ = sent.data();
+    snapshot_ = sent.storage()->TakeSnapshot();
+    span_start_ = snapshot_.get() + (sent.data() - sent.storage()->data());
     span_bytes_ = sent.span_elements() * sent.itemsize();
     header->mutable_strides()->Assign(sent.strides().begin(), sent.strides().end());
     header->set_offset(0);
     header->set_span_nbytes(span_bytes_);
-    tensor_ = std::move(sent);
     frame_ = EncodeMessage(response);
     StartWrite(&frame_);
     return absl::OkStatus();
@@ -303,7 +307,7 @@ class DownloadReactor final : public grpc::ServerWriteReactor<grpc::ByteBuffer> 
   std::shared_ptr<Session> session_;
   v1::DownloadRequest request_;
   std::shared_ptr<Gate<DownloadReactor>> gate_;  // set while the download waits for a command
-  std::optional<Tensor> tensor_;  // keeps the storage alive for the whole call
+  Storage::Snapshot snapshot_;  // the bytes sent, pinned for the whole call
   const std::byte* span_start_ = nullptr;
   int64_t span_bytes_ = 0;
   int64_t sent_ = 0;

@@ -184,10 +184,9 @@ absl::Status ZeroGrad(Session& session, const ZeroGradCommand& zero) {
   if (!zero.optimizer.empty()) {
     ASSIGN_OR_RETURN(std::shared_ptr<ParamOptimizer> optimizer,
                      session.GetOptimizer(zero.optimizer));
-    optimizer->ZeroGrad(zero.set_to_none);
+    RETURN_IF_ERROR(optimizer->ZeroGrad(zero.set_to_none));
   }
-  ZeroGrads(variables, zero.set_to_none);
-  return absl::OkStatus();
+  return ZeroGrads(variables, zero.set_to_none);
 }
 
 absl::StatusOr<CommandResult> CreateOptimizer(Session& session, const Command& command,

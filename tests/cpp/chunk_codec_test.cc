@@ -225,7 +225,7 @@ std::shared_ptr<Storage> PatternStorage(size_t n) {
 TEST(EncodeChunkFrameTest, ParsesAsADownloadResponseChunk) {
   for (size_t n : {size_t{0}, size_t{1}, size_t{127}, size_t{128}, size_t{300}, size_t{20000}}) {
     auto storage = PatternStorage(20010);
-    const grpc::ByteBuffer frame = EncodeChunkFrame(storage, storage->data() + 10, n);
+    const grpc::ByteBuffer frame = EncodeChunkFrame(storage->TakeSnapshot(), storage->data() + 10, n);
     v1::DownloadResponse response;
     ASSERT_TRUE(response.ParseFromString(BytesOf(frame))) << n;
     EXPECT_EQ(response.kind_case(), v1::DownloadResponse::kChunk) << n;
@@ -236,7 +236,7 @@ TEST(EncodeChunkFrameTest, ParsesAsADownloadResponseChunk) {
 
 TEST(EncodeChunkFrameTest, PointsIntoTheStorageWithoutCopying) {
   auto storage = PatternStorage(4096);
-  const grpc::ByteBuffer frame = EncodeChunkFrame(storage, storage->data() + 64, 1000);
+  const grpc::ByteBuffer frame = EncodeChunkFrame(storage->TakeSnapshot(), storage->data() + 64, 1000);
   std::vector<grpc::Slice> slices;
   ASSERT_TRUE(frame.Dump(&slices).ok());
   ASSERT_EQ(slices.size(), 2u);
@@ -245,21 +245,31 @@ TEST(EncodeChunkFrameTest, PointsIntoTheStorageWithoutCopying) {
   EXPECT_EQ(slices[1].size(), 1000u);
 }
 
-TEST(EncodeChunkFrameTest, FrameKeepsTheStorageAlive) {
+TEST(EncodeChunkFrameTest, FrameKeepsTheBytesAlive) {
   auto budget = std::make_shared<MemoryBudget>(1 << 20);
   auto storage = ValueOrThrow(Storage::Allocate(5000, Device::Cpu(), budget));
   std::memset(storage->data(), 0x42, 5000);
-  const std::weak_ptr<Storage> weak = storage;
-  std::optional<grpc::ByteBuffer> frame = EncodeChunkFrame(storage, storage->data(), 5000);
+  std::optional<grpc::ByteBuffer> frame =
+      EncodeChunkFrame(storage->TakeSnapshot(), storage->data(), 5000);
   storage.reset();
-  ASSERT_FALSE(weak.expired()) << "the frame must hold a reference to the storage";
-  EXPECT_EQ(budget->in_use(), 5056);  // 5000 bytes, allocated as 79 blocks of 64
+  EXPECT_EQ(budget->in_use(), 5056) << "the frame must keep the bytes (79 blocks of 64)";
   v1::DownloadResponse response;
   ASSERT_TRUE(response.ParseFromString(BytesOf(*frame)));
   EXPECT_EQ(response.chunk(), std::string(5000, '\x42'));
   frame.reset();
-  EXPECT_TRUE(weak.expired()) << "destroying the frame must release the storage";
-  EXPECT_EQ(budget->in_use(), 0);
+  EXPECT_EQ(budget->in_use(), 0) << "destroying the frame must release the bytes";
+}
+
+TEST(EncodeChunkFrameTest, AWriteWhileTheFrameIsOutGoesToACopy) {
+  auto budget = std::make_shared<MemoryBudget>(1 << 20);
+  auto storage = ValueOrThrow(Storage::Allocate(5000, Device::Cpu(), budget));
+  std::memset(storage->data(), 0x42, 5000);
+  const grpc::ByteBuffer frame = EncodeChunkFrame(storage->TakeSnapshot(), storage->data(), 5000);
+  ASSERT_TRUE(storage->PrepareWrite("test").ok());
+  std::memset(storage->data(), 0x17, 5000);
+  v1::DownloadResponse response;
+  ASSERT_TRUE(response.ParseFromString(BytesOf(frame)));
+  EXPECT_EQ(response.chunk(), std::string(5000, '\x42'));
 }
 
 // ---- EncodeMessage, DecodeMessage ------------------------------------------------------------

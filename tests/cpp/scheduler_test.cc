@@ -17,6 +17,7 @@
 
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "core/create.h"
 #include "ops/op.h"
 #include "testing.h"
@@ -143,10 +144,61 @@ TEST(SchedulerTest, MarkersAreReachedInOrderAndWaitersRun) {
   ASSERT_TRUE(Eventually([&] { return fired.load() == 1; }));
   EXPECT_TRUE(seen.ok());
   EXPECT_EQ(stream->reached(), 5u);
-  // Already reached: called at once.
+  // Already reached and idle: called at once, on this thread.
+  ASSERT_TRUE(Eventually([&] { return stream->pending() == 0; }));
   bool at_once = false;
   stream->WhenReached(3, [&](const absl::Status& status) { at_once = status.ok(); });
   EXPECT_TRUE(at_once);
+}
+
+// The point a waiter asks for is a place in the stream's order: the waiter
+// runs after the task running when it came and before any later task, even
+// when its marker was reached long ago (a download's snapshot relies on it).
+TEST(SchedulerTest, AReachedWaiterRunsBetweenTasksNeverDuringOne) {
+  Scheduler scheduler(2);
+  std::shared_ptr<Stream> stream = scheduler.NewStream();
+  absl::Mutex mu;
+  std::vector<std::string> order;
+  auto note = [&](std::string what) {
+    absl::MutexLock lock(&mu);
+    order.push_back(std::move(what));
+  };
+  absl::Notification started, hold;
+  stream->Enqueue([&](const absl::Status&) {
+    started.Notify();
+    hold.WaitForNotification();
+    note("task 1");
+  }, 1);
+  started.WaitForNotification();
+  std::atomic<bool> fired{false};
+  stream->WhenReached(0, [&](const absl::Status& status) {
+    EXPECT_TRUE(status.ok());
+    note("waiter");
+    // A task enqueued by the waiter itself waits for it too.
+    stream->Enqueue([&](const absl::Status&) { note("task 3"); }, 3);
+    fired = true;
+  });
+  stream->Enqueue([&](const absl::Status&) { note("task 2"); }, 2);
+  absl::SleepFor(absl::Milliseconds(20));
+  EXPECT_FALSE(fired.load()) << "the waiter ran while task 1 was running";
+  hold.Notify();
+  ASSERT_TRUE(Eventually([&] { return stream->reached() == 3; }));
+  absl::MutexLock lock(&mu);
+  EXPECT_EQ(order, (std::vector<std::string>{"task 1", "waiter", "task 2", "task 3"}));
+}
+
+TEST(SchedulerTest, AnInlineWaiterHoldsTheStreamUntilItReturns) {
+  Scheduler scheduler(2);
+  std::shared_ptr<Stream> stream = scheduler.NewStream();
+  std::atomic<bool> task_ran{false};
+  bool task_ran_during_waiter = true;
+  stream->WhenReached(0, [&](const absl::Status&) {
+    stream->Enqueue([&](const absl::Status&) { task_ran = true; }, 1);
+    absl::SleepFor(absl::Milliseconds(20));
+    task_ran_during_waiter = task_ran.load();
+  });
+  EXPECT_FALSE(task_ran_during_waiter);
+  ASSERT_TRUE(Eventually([&] { return task_ran.load(); }));
 }
 
 TEST(SchedulerTest, CloseDropsQueuedTasksWithTheReasonAndRefusesNewOnes) {

@@ -296,6 +296,69 @@ TEST(StorageTest, ZeroBytesStillGetsADistinctPointer) {
   EXPECT_NE(a->data(), b->data());
 }
 
+// ---- snapshots and copy-on-write (the concurrency rule of core/storage.h) ----
+
+TEST(StorageSnapshotTest, AWriteWithNoSnapshotStaysInPlace) {
+  auto budget = std::make_shared<MemoryBudget>(1 << 20);
+  auto storage = ValueOrThrow(Storage::Allocate(1000, Device::Cpu(), budget));
+  std::byte* const before = storage->data();
+  {
+    const Storage::Snapshot released = storage->TakeSnapshot();
+  }
+  ASSERT_THAT(storage->PrepareWrite("w"), IsOk());
+  EXPECT_EQ(storage->data(), before);
+  EXPECT_EQ(budget->in_use(), 1024);
+}
+
+TEST(StorageSnapshotTest, AWriteMovesTheStorageAndTheSnapshotKeepsItsBytes) {
+  auto budget = std::make_shared<MemoryBudget>(1 << 20);
+  auto storage = ValueOrThrow(Storage::Allocate(1000, Device::Cpu(), budget));
+  std::memset(storage->data(), 1, 1000);
+  std::optional<Storage::Snapshot> snapshot = storage->TakeSnapshot();
+  EXPECT_EQ(snapshot->get(), storage->data());
+  const int64_t copied = Storage::copies_on_write();
+  ASSERT_THAT(storage->PrepareWrite("w"), IsOk());
+  EXPECT_NE(storage->data(), snapshot->get());
+  EXPECT_EQ(Storage::copies_on_write() - copied, 1000);
+  EXPECT_EQ(budget->in_use(), 2048) << "both copies are charged while the snapshot lives";
+  // The copy starts as the bytes were; the writer changes it, not the snapshot.
+  EXPECT_EQ(storage->data()[999], std::byte{1});
+  std::memset(storage->data(), 2, 1000);
+  EXPECT_EQ(snapshot->get()[0], std::byte{1});
+  EXPECT_EQ(snapshot->get()[999], std::byte{1});
+  // A second write, with the snapshot still open, needs no second copy.
+  ASSERT_THAT(storage->PrepareWrite("w"), IsOk());
+  EXPECT_EQ(Storage::copies_on_write() - copied, 1000);
+  snapshot.reset();
+  EXPECT_EQ(budget->in_use(), 1024);
+  storage.reset();
+  EXPECT_EQ(budget->in_use(), 0);
+}
+
+TEST(StorageSnapshotTest, TheSnapshotOutlivesTheStorage) {
+  auto budget = std::make_shared<MemoryBudget>(1 << 20);
+  auto storage = ValueOrThrow(Storage::Allocate(100, Device::Cpu(), budget));
+  std::memset(storage->data(), 7, 100);
+  Storage::Snapshot snapshot = storage->TakeSnapshot();
+  storage.reset();
+  EXPECT_EQ(budget->in_use(), 128);
+  EXPECT_EQ(snapshot.get()[99], std::byte{7});
+  snapshot.reset();
+  EXPECT_EQ(budget->in_use(), 0);
+}
+
+TEST(StorageSnapshotTest, ACopyTheBudgetCannotHoldIsRefusedAndChangesNothing) {
+  auto budget = std::make_shared<MemoryBudget>(1500);
+  auto storage = ValueOrThrow(Storage::Allocate(1000, Device::Cpu(), budget));
+  std::byte* const before = storage->data();
+  const Storage::Snapshot snapshot = storage->TakeSnapshot();
+  EXPECT_THAT(storage->PrepareWrite("add_"),
+              tensord_testing::StatusIs(absl::StatusCode::kResourceExhausted,
+                                        "add_: copy of a tensor being downloaded needs 1024"));
+  EXPECT_EQ(storage->data(), before);
+  EXPECT_EQ(budget->in_use(), 1024);
+}
+
 // ---- is_contiguous ---------------------------------------------------------------
 
 TEST(IsContiguousTest, SizeOneDimsMayHaveAnyStride) {
@@ -517,9 +580,9 @@ TEST(InternalOverlapTest, DecidesEveryLayoutKind) {
   EXPECT_EQ(InternalOverlap(Layout({0, 3}, {0, 0})), Overlap::kNo);        // empty
 }
 
-TEST(InternalOverlapTest, CheckWritableNamesTheTensorAndItsLayout) {
-  EXPECT_THAT(CheckWritable(Layout({4, 4}, {1, 4})), IsOk());
-  EXPECT_THAT(CheckWritable(Layout({3, 3}, {1, 1}), "parameter 2"),
+TEST(InternalOverlapTest, PrepareWriteNamesTheTensorAndItsLayout) {
+  EXPECT_THAT(PrepareWrite(Layout({4, 4}, {1, 4})), IsOk());
+  EXPECT_THAT(PrepareWrite(Layout({3, 3}, {1, 1}), "parameter 2"),
               tensord_testing::StatusIs(absl::StatusCode::kInvalidArgument,
                                         "parameter 2 (shape [3, 3], strides [1, 1]) has several "
                                         "elements at one memory location"));

@@ -9,8 +9,12 @@ from concurrent.futures import ThreadPoolExecutor
 import ml_dtypes
 import numpy as np
 
+import pytest
+
 import tensord
 from raw_wire import RawSession, chunk, header, pb, wait_for
+from servers import Launcher, free_port
+from test_metrics import scrape
 
 MIB = 1 << 20
 THREADS = 8
@@ -127,3 +131,95 @@ def test_client_large_upload_beside_small_rpcs(server, td):
     uploader.join(300)
     assert not uploader.is_alive()
     assert result.get("same") is True
+
+
+# ---- The concurrency rule: a download is a snapshot at its place in the order ----
+
+
+@pytest.fixture
+def metered_server():
+    """A server of this test's own with metrics; returns (server, value of a metric)."""
+    launcher = Launcher()
+    try:
+        metrics = f"127.0.0.1:{free_port()}"
+        srv = launcher.server("--metrics-listen", metrics)
+        yield srv, lambda name, **labels: scrape(metrics).value(name, **labels)
+    finally:
+        launcher.close()
+
+
+def read_header(stream) -> pb.DownloadHeader:
+    first = next(stream)
+    assert first.WhichOneof("kind") == "header", first
+    return first.header
+
+
+def test_a_write_during_a_download_goes_to_a_copy(metered_server):
+    """A download held open by a client that stops reading keeps sending the
+    tensor as it was when it began, while add_ changes it meanwhile; the next
+    download sees the change. Deterministic: the download is paused by gRPC
+    flow control, with 64 MiB still to send, when add_ runs."""
+    srv, scrape = metered_server
+    n = 16 * MIB  # float32: 64 MiB
+    with RawSession(srv.address) as raw:
+        handle = raw.upload(np.zeros(n, dtype=np.float32)).handle
+        copied_before = scrape("tensord_copy_on_write_bytes_total")
+        stream = raw.stub.Download(
+            pb.DownloadRequest(handle=handle, chunk_bytes=64 << 10), metadata=raw.metadata, timeout=120
+        )
+        head = read_header(stream)
+        first = next(stream)
+        add = pb.OpRequest(op="add_", args=[pb.OpArg(handle=handle), pb.OpArg(scalar=pb.Scalar(i=1))])
+        raw.op(add)
+        after = raw.download_numpy(handle)
+        assert np.all(after == 1.0), "the download after add_ must see it"
+        rest = b"".join(message.chunk for message in stream)
+        data = np.frombuffer(first.chunk + rest, dtype=np.float32)
+        assert head.span_nbytes == 4 * n and data.size == n
+        assert np.count_nonzero(data) == 0, (
+            f"the paused download saw {np.count_nonzero(data)} elements written after it began"
+        )
+        assert scrape("tensord_copy_on_write_bytes_total") - copied_before == 4 * n
+    # Both copies are gone with the session: nothing stays charged.
+    assert wait_for(lambda: scrape("tensord_tensor_bytes", device="cpu") == 0)
+
+
+def test_threads_writing_while_others_download_never_see_a_torn_tensor(server):
+    """One client, several threads: one keeps adding 1 to every element of a
+    large tensor in place, the others download it over and over. Every
+    download must be uniform (one value everywhere) and never go backwards."""
+    n = 4 * MIB  # float64: 32 MiB
+    with tensord.connect(server.address, timeout=120) as client:
+        t = client.from_numpy(np.zeros(n, dtype=np.float64))
+        stop = threading.Event()
+        errors: list[str] = []
+
+        def writer() -> None:
+            with tensord.no_grad():
+                while not stop.is_set():
+                    t.add_(1.0)
+                    client.synchronize()
+
+        def reader(index: int) -> None:
+            last = -1.0
+            for _ in range(6):
+                a = t.numpy()
+                low, high = float(a.min()), float(a.max())
+                if low != high:
+                    errors.append(f"reader {index}: a torn download holds values {low} to {high}")
+                if low < last:
+                    errors.append(f"reader {index}: went back from {last} to {low}")
+                last = low
+
+        writing = threading.Thread(target=writer)
+        writing.start()
+        try:
+            with ThreadPoolExecutor(3) as pool:
+                list(pool.map(reader, range(3)))
+        finally:
+            stop.set()
+            writing.join()
+        assert not errors, errors
+        final = float(t.numpy()[0])
+        assert final >= 1.0, "the writer never ran"
+        assert np.all(t.numpy() == final)

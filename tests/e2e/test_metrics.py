@@ -34,6 +34,7 @@ EXPECTED_TYPES = {
     "tensord_stream_bytes_total": "counter",
     "tensord_commands_total": "counter",
     "tensord_queued_commands": "gauge",
+    "tensord_copy_on_write_bytes_total": "counter",
 }
 
 
