@@ -18,6 +18,7 @@ import threading
 from typing import Iterator, Sequence
 
 import grpc
+import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from raw_wire import wait_for  # noqa: F401  (re-exported for the tests that use servers)
@@ -25,6 +26,14 @@ from raw_wire import wait_for  # noqa: F401  (re-exported for the tests that use
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 BINARY = pathlib.Path(os.environ.get("TENSORD_BIN", ROOT / "build" / "tensord"))
 READY = re.compile(r"^tensord listening on (\S+):(\d+)$")
+#: The sanitizer the binary was built with ("address", "thread"; set by
+#: `make test-asan` and `make test-tsan`), or "".
+SANITIZER = os.environ.get("TENSORD_SANITIZER", "")
+#: Marks a test whose figures are the server's resident memory: under a
+#: sanitizer that is mostly shadow memory and quarantine, so it skips.
+measures_server_memory = pytest.mark.skipif(
+    bool(SANITIZER), reason=f"the server runs under the {SANITIZER} sanitizer, whose shadow memory swamps its own"
+)
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

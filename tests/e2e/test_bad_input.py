@@ -20,6 +20,7 @@ import pytest
 
 import tensord
 from raw_wire import RawSession, chunk, header, pb, wait_for
+from servers import measures_server_memory
 from syncing import synced
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -676,6 +677,7 @@ def resident_bytes(pid: int) -> int:
 RESIDENT_SLACK = 96 * MIB
 
 
+@measures_server_memory
 def test_a_million_small_tensors_meet_the_budget(server_factory):
     """Each handle and graph node is charged besides its storage (itself charged
     what is allocated), so a client making a million one-element tensors gets
@@ -709,3 +711,171 @@ def test_a_million_small_tensors_meet_the_budget(server_factory):
         assert wait_for(lambda: td.memory_info().bytes_in_use == 0, timeout=60)
         np.testing.assert_array_equal(td.ones(3).numpy(), [1.0, 1.0, 1.0])  # and it still serves
     assert srv.proc.poll() is None
+
+
+# ---- Downloads, ops, optimizers and the Execute stream, raw ---------------------------------
+#
+# Each case builds its request from the handles of the `handles` fixture:
+# `w` the witness's int64 [5, 300] tensor, `wt` its transpose, `p` a float32
+# [3] leaf that requires grad, `wide` a stride-0 expansion of `w`.
+
+def _arg(value) -> pb.OpArg:
+    if isinstance(value, pb.OpArg):
+        return value
+    if isinstance(value, str):
+        return pb.OpArg(handle=value)
+    if isinstance(value, bool):
+        return pb.OpArg(scalar=pb.Scalar(b=value))
+    if isinstance(value, int):
+        return pb.OpArg(scalar=pb.Scalar(i=value))
+    if isinstance(value, float):
+        return pb.OpArg(scalar=pb.Scalar(f=value))
+    return pb.OpArg(ints=pb.IntList(values=value))
+
+
+def _op(name: str, *args, no_grad: bool = False, **attrs) -> Callable[[dict], pb.OpRequest]:
+    """An OpRequest whose string arguments name entries of the `handles` fixture."""
+    def build(h: dict) -> pb.OpRequest:
+        fix = lambda v: h[v] if isinstance(v, str) else v  # noqa: E731
+        return pb.OpRequest(
+            op=name, args=[_arg(fix(a)) for a in args], attrs={k: _arg(fix(v)) for k, v in attrs.items()}, no_grad=no_grad
+        )
+    return build
+
+
+def _items(*items: pb.IndexItem) -> pb.OpArg:
+    return pb.OpArg(index=pb.IndexList(items=items))
+
+
+@pytest.fixture
+def handles(witness, raw) -> dict:
+    w = witness.raw_handle
+    view = lambda **kw: raw.view(pb.ViewRequest(handle=w, **kw)).handle  # noqa: E731
+    return {
+        "w": w,
+        "wt": view(transpose=pb.ViewRequest.Transpose(dim0=0, dim1=1)),
+        "wide": view(expand=pb.ViewRequest.Expand(shape=[3, 5, 300])),
+        "p": raw.create(pb.CreateRequest(kind=pb.CreateRequest.ONES, dtype=F32, shape=[3], requires_grad=True)).handle,
+        "missing": "t-missing",
+    }
+
+
+OPS = {
+    "unknown-op": (_op("frobnicate", "w"), NOT_FOUND, [r"frobnicate"]),
+    "empty-op-name": (_op("", "w"), NOT_FOUND, [r"op"]),
+    "no-arguments": (_op("neg"), INVALID, [r"neg", r"argument"]),
+    "too-many-arguments": (_op("neg", "w", "w", "w"), INVALID, [r"neg", r"argument"]),
+    "unknown-handle-argument": (_op("add", "w", "missing"), NOT_FOUND, [r"t-missing"]),
+    "shapes-do-not-broadcast": (_op("add", "w", "wt"), INVALID, [r"\b300\b", r"\b5\b"]),
+    "dim-out-of-range": (_op("sum", "w", dim=[7]), INVALID, [r"\b7\b", r"range"]),
+    "attr-of-the-wrong-kind": (_op("sum", "w", dim=1.5), INVALID, [r"dim"]),
+    "matmul-mismatch": (_op("matmul", "w", "w"), INVALID, [r"\b300\b", r"\b5\b"]),
+    "float-op-on-int64": (_op("softmax", "w", dim=0), INVALID, [r"softmax|Long|int64"]),
+    "in-place-on-expanded-view": (_op("add_", "wide", 1, no_grad=True), INVALID, [r"memory location"]),
+    "in-place-on-a-leaf-that-requires-grad": (_op("mul_", "p", 2), PRECONDITION, [r"leaf"]),
+    "index-out-of-range": (_op("index", "w", items=_items(pb.IndexItem(select=5))), pb and INVALID, [r"\b5\b"]),
+    "index-array-bytes-short": (
+        _op("index", "w", items=_items(pb.IndexItem(array=pb.IndexArray(dtype=pb.DTYPE_INT64, shape=[3], data=bytes(8))))),
+        INVALID, [r"\b8\b|\b24\b"],
+    ),
+    "index-tensor-missing": (_op("index", "w", items=_items(pb.IndexItem(tensor=True))), INVALID, [r"tensor|argument"]),
+    "index-mask-of-the-wrong-shape": (
+        _op("index", "w", items=_items(pb.IndexItem(array=pb.IndexArray(dtype=pb.DTYPE_BOOL, shape=[4], data=bytes(4))))),
+        INVALID, [r"\b4\b", r"\b5\b"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", OPS, ids=str)
+def test_bad_op_raw(witness, raw, handles, case):
+    build, code, names = OPS[case]
+    assert_status(rpc_error(raw.op, build(handles)), code, *names)
+    witness.check()
+
+
+DOWNLOADS = {
+    "unknown-handle": (pb.DownloadRequest(handle="t-nope"), NOT_FOUND, [r"t-nope"]),
+    "empty-handle": (pb.DownloadRequest(handle=""), NOT_FOUND, [r"handle"]),
+}
+
+
+@pytest.mark.parametrize("case", DOWNLOADS, ids=str)
+def test_bad_download_raw(witness, raw, case):
+    request, code, names = DOWNLOADS[case]
+    error = rpc_error(lambda: list(raw.stub.Download(request, metadata=raw.metadata, timeout=10)))
+    assert_status(error, code, *names)
+    witness.check()
+
+
+def test_download_after_a_command_never_sent_waits_for_its_deadline(witness, raw):
+    """Ordered after a command that never comes, a download waits, then ends with its deadline holding nothing."""
+    request = pb.DownloadRequest(handle=witness.raw_handle, after_command=10**12)
+    with pytest.raises(grpc.RpcError) as info:
+        list(raw.stub.Download(request, metadata=raw.metadata, timeout=1))
+    assert info.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+    witness.check()
+
+
+def _optimizer(kind, params, **options):
+    C = pb.CreateOptimizerRequest
+    return lambda h: C(kind=kind, groups=[pb.ParamGroup(params=[h.get(p, p) for p in params], options=pb.OptimizerOptions(**options))] if params is not None else [])  # noqa: E731
+
+
+SGD, ADAM = pb.CreateOptimizerRequest.SGD, pb.CreateOptimizerRequest.ADAM
+ADAM_DEFAULTS = dict(beta1=0.9, beta2=0.999, eps=1e-8)
+OPTIMIZERS = {
+    "no-kind": (_optimizer(pb.CreateOptimizerRequest.KIND_UNSPECIFIED, ["p"], lr=0.1), INVALID, [r"kind"]),
+    "no-groups": (_optimizer(SGD, None), INVALID, [r"param"]),
+    "unknown-parameter": (_optimizer(SGD, ["t-gone"], lr=0.1), NOT_FOUND, [r"t-gone"]),
+    "parameter-without-grad": (_optimizer(SGD, ["w"], lr=0.1), INVALID, [r"grad"]),
+    "negative-lr": (_optimizer(ADAM, ["p"], lr=-1, **ADAM_DEFAULTS), INVALID, [r"lr|learning rate"]),
+    "beta-of-one": (_optimizer(ADAM, ["p"], lr=0.1, **{**ADAM_DEFAULTS, "beta1": 1.0}), INVALID, [r"beta"]),
+    "nesterov-without-momentum": (_optimizer(SGD, ["p"], lr=0.1, nesterov=True), INVALID, [r"nesterov"]),
+}
+
+
+@pytest.mark.parametrize("case", OPTIMIZERS, ids=str)
+def test_bad_optimizer_raw(witness, raw, handles, case):
+    build, code, names = OPTIMIZERS[case]
+    error = rpc_error(raw.stub.CreateOptimizer, build(handles), metadata=raw.metadata, timeout=10)
+    assert_status(error, code, *names)
+    witness.check()
+
+
+def test_step_of_an_unknown_optimizer(witness, raw):
+    error = rpc_error(raw.stub.Step, pb.StepRequest(optimizer="opt-nope"), metadata=raw.metadata, timeout=10)
+    assert_status(error, NOT_FOUND, r"opt-nope")
+    witness.check()
+
+
+def _zeros(id: int, *outputs: str) -> pb.Command:
+    return pb.Command(id=id, outputs=outputs, create=pb.CreateRequest(kind=pb.CreateRequest.ZEROS, dtype=F32, shape=[2]))
+
+
+EXECUTES = {
+    "no-body": (lambda h: [pb.Command(id=1)], INVALID, [r"command"]),
+    "id-zero": (lambda h: [_zeros(0, "a")], INVALID, [r"\bid\b"]),
+    "ids-out-of-order": (lambda h: [_zeros(5, "a"), _zeros(4, "b")], INVALID, [r"\b4\b"]),
+    "duplicate-outputs": (
+        lambda h: [pb.Command(id=1, outputs=["a", "a"], op=pb.OpRequest(op="max", args=[pb.OpArg(handle=h["w"])], attrs={"dim": pb.OpArg(scalar=pb.Scalar(i=0))}))],
+        INVALID, [r"\ba\b"],
+    ),
+    "output-names-a-live-handle": (lambda h: [_zeros(1, h["w"])], INVALID, [h for h in [r"handle|exists|in use"]]),
+}
+
+
+@pytest.mark.parametrize("case", EXECUTES, ids=str)
+def test_bad_execute_raw(witness, raw, handles, case):
+    build, code, names = EXECUTES[case]
+    failures: list[tuple[int, str]] = []
+    try:
+        for response in raw.stub.Execute(iter([pb.ExecuteRequest(commands=build(handles))]), metadata=raw.metadata, timeout=10):
+            failures += [(r.code, r.message) for r in response.results if r.code != 0]
+    except grpc.RpcError as error:
+        failures.append((error.code().value[0], error.details() or ""))
+    assert failures, f"{case} was accepted"
+    got, message = failures[0]
+    assert got == code.value[0], f"expected {code.name}, got {grpc.StatusCode(got) if False else got}: {message!r}"
+    for name in names:
+        assert re.search(name, message, re.IGNORECASE), f"{message!r} does not name the problem (/{name}/)"
+    witness.check()

@@ -22,6 +22,7 @@ import pytest
 
 import tensord
 from raw_wire import RawSession, pb, wait_for
+from servers import measures_server_memory
 from syncing import synced
 
 HERE = os.path.abspath(__file__)
@@ -222,6 +223,7 @@ def test_blocking_mode_from_the_environment(server, monkeypatch):
 # ---- backpressure and memory ----------------------------------------------------------
 
 
+@measures_server_memory
 def test_a_flooding_client_keeps_the_server_bounded(server_factory):
     srv = server_factory()
     pid = srv.proc.pid
@@ -242,6 +244,7 @@ def test_a_flooding_client_keeps_the_server_bounded(server_factory):
     assert peak - baseline < 64 << 20, (baseline, peak)
 
 
+@measures_server_memory
 def test_a_client_that_issues_faster_than_the_server_computes_is_held_back(server_factory):
     """A raw client sends in-place adds on a 16 MiB tensor (milliseconds each) as fast
     as gRPC lets it: the server stops reading at its queue bound, flow control stops
