@@ -115,6 +115,7 @@ int Serve(const Config& config) {
   grpc::ServerBuilder builder;
   builder.AddListeningPort(config.listen, config.credentials, &port);
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  AddTransportArguments(builder);
   builder.RegisterService(&service);
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   // Auth first: interceptors see outgoing statuses in this order, and the

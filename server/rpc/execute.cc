@@ -2,23 +2,38 @@
 //
 // The reactor decodes each message's commands and enqueues them, in order,
 // on the session's stream with their ids as markers; workers run them and
-// hand each result back through an ExecuteLink. Results are batched: while
-// one reply is being written, the next collects everything that completes.
-// Reading stops while kMaxInFlight commands are read but not yet answered,
-// which is the backpressure the proto describes: the client's writes then
-// wait on gRPC flow control, and the server holds a bounded queue.
+// record each result in the session's CommandLog (session/session.h), which
+// tells the attached stream, through an ExecuteLink, that there is news.
+// Results are batched: while one reply is being written, the next collects
+// everything that completes. Reading stops while kMaxInFlight commands are
+// queued or answered but not yet written, which is the backpressure the
+// proto describes: the client's writes then wait on gRPC flow control, and
+// the server holds a bounded queue.
+//
+// Resuming. A session outlives its streams: when one breaks, what it had
+// read keeps running and the replies wait in the log. The client opens a
+// new stream, which takes over from the old one (the server may not even
+// know yet that the old connection is dead), sends again every command
+// whose reply it lacks and acknowledges the replies it has; the log skips
+// the commands it has already read and the new stream sends the replies
+// the client has not acknowledged. So every command runs exactly once and
+// every reply arrives, whatever the connection did. A stream the server
+// ends itself carries the trailing metadata kStreamEndKey: a client resumes
+// only a stream that broke without it.
 //
 // Calling into gRPC: StartRead, StartWrite and Finish are never called with
 // a lock held, since gRPC may run a reaction (even OnDone) inline, and never
-// after Finish. Threads other than gRPC's reactions (workers, the drain)
-// reach the reactor through the link and pin it first: a pinned reactor is
-// not finished, so it is not deleted while they use it; the last unpin
-// makes a Finish that was requested meanwhile.
+// after Finish. Threads other than gRPC's reactions (workers, the drain, a
+// stream taking over) reach the reactor through the link and pin it first:
+// a pinned reactor is not finished, so it is not deleted while they use it;
+// the last unpin makes a Finish that was requested meanwhile.
 #include <algorithm>
 #include <atomic>
 #include <optional>
+#include <string>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/status_macros.h"
@@ -44,11 +59,13 @@ constexpr size_t kReplyBatch = 64;
 
 class ExecuteReactor;
 
-// How workers and the drain reach a reactor that may be gone.
-class ExecuteLink final : public TensordService::Drainable {
+// How workers, the drain and the session's CommandLog reach a reactor that
+// may be gone.
+class ExecuteLink final : public TensordService::Drainable, public CommandLog::Listener {
  public:
   explicit ExecuteLink(ExecuteReactor* reactor) : reactor_(reactor) {}
-  void Completed(uint64_t id, std::optional<v1::CommandResult> result);
+  void Updated() override;
+  void Superseded() override;
   void Drain() override;
   void Detach() {
     absl::MutexLock lock(&mu_);
@@ -67,13 +84,15 @@ class ExecuteReactor final
     : public grpc::ServerBidiReactor<v1::ExecuteRequest, v1::ExecuteResponse> {
  public:
   ExecuteReactor(TensordService* service, grpc::CallbackServerContext* context)
-      : service_(service), link_(std::make_shared<ExecuteLink>(this)) {
-    absl::Status status = Start(context);
+      : service_(service), context_(context), link_(std::make_shared<ExecuteLink>(this)) {
+    absl::Status status = Start();
     if (!status.ok()) {
       {
         absl::MutexLock lock(&mu_);
         finish_requested_ = finished_ = true;
       }
+      DetachSession();
+      context_->AddTrailingMetadata(kStreamEndKey, "refused");
       Finish(ToGrpcStatus(status));
     }
   }
@@ -94,7 +113,7 @@ class ExecuteReactor final
       reading_ = false;  // request_ may be reused from here on
       if (!status.ok()) {
         read_closed_ = true;
-        RequestFinishLocked(ToGrpcStatus(status));
+        RequestFinishLocked(ToGrpcStatus(status), "error");
       }
     }
     Advance();
@@ -105,12 +124,11 @@ class ExecuteReactor final
       absl::MutexLock lock(&mu_);
       writing_ = false;
       if (ok) {
-        in_flight_ -= sending_;
-        sending_ = 0;
+        written_completions_ = sending_completions_;
       } else {
         broken_ = true;
         RequestFinishLocked(grpc::Status(grpc::StatusCode::CANCELLED,
-                                         "execute: the client went away"));
+                                         "execute: the client went away"), "broken");
       }
     }
     Advance();
@@ -120,17 +138,14 @@ class ExecuteReactor final
     {
       absl::MutexLock lock(&mu_);
       broken_ = true;
-      outbox_.clear();
-      RequestFinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "execute: cancelled"));
+      RequestFinishLocked(grpc::Status(grpc::StatusCode::CANCELLED, "execute: cancelled"), "broken");
     }
-    // A broken stream means a client that is gone: drop its queue and its
-    // session now rather than when the lease runs out. (Queued tasks are
-    // answered with the reason; nobody reads the answers.)
+    // The session stays: its client may be back within the lease on a new
+    // stream (a dropped link), or not (a crashed client), and then the lease
+    // frees everything. Its queued commands keep running meanwhile.
     if (session_ != nullptr) {
-      Log(LogLevel::kInfo, "execution stream broke; closing its session",
+      Log(LogLevel::kInfo, "execution stream broke; the session stays for its lease",
           {{"session", session_->id().substr(0, 8)}});
-      (void)service_->sessions().Close(
-          session_->id(), absl::CancelledError("the session's execution stream broke"));
     }
     Advance();
   }
@@ -142,22 +157,18 @@ class ExecuteReactor final
     delete this;
   }
 
-  // A command finished (or was dropped): from a worker, through the link.
-  void Completed(uint64_t id, std::optional<v1::CommandResult> result) {
+  // The log has news (a command finished): from a worker, through the link.
+  void Updated() { Advance(); }
+
+  // A newer stream of the session took over: end this one.
+  void Supersede() {
     {
       absl::MutexLock lock(&mu_);
-      if (broken_) {
-        --in_flight_;
-      } else {
-        if (result) outbox_.push_back(*std::move(result));
-        if (id != 0) completed_ = std::max(completed_, id);
-        // A release makes no reply: nothing the client waits for.
-        if (result || id != 0) {
-          ++done_unsent_;
-        } else {
-          --in_flight_;
-        }
-      }
+      superseded_ = true;
+      read_closed_ = true;
+      RequestFinishLocked(grpc::Status(grpc::StatusCode::ABORTED,
+                                       "execute: a newer Execute stream of this session took over"),
+                          "superseded");
     }
     Advance();
   }
@@ -186,23 +197,34 @@ class ExecuteReactor final
   }
 
  private:
-  absl::Status Start(grpc::CallbackServerContext* context) {
-    ASSIGN_OR_RETURN(std::shared_ptr<Session> session, service_->SessionFor(context));
-    std::optional<uint64_t> last_id = session->AttachExecuteStream();
-    if (!last_id) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "session ", session->id().substr(0, 8), "... already has an Execute stream"));
-    }
-    session_ = std::move(session);
-    last_id_ = *last_id;
+  absl::Status Start() {
+    ASSIGN_OR_RETURN(session_, service_->SessionFor(context_));
     if (!service_->Register(link_)) {
       return absl::UnavailableError("the server is shutting down");
     }
+    const CommandLog::Attachment attachment = session_->command_log().Attach(link_);
+    generation_ = attachment.generation;
+    // Replies after the acknowledged ones go out again: the client may never
+    // have received them. It ignores those it has.
+    const CommandLog::Progress progress = session_->command_log().progress();
+    bool resumed = false;
     {
       absl::MutexLock lock(&mu_);
+      attached_ = true;
+      sent_reply_after_ = sent_completed_ = progress.acknowledged;
+      written_completions_ = progress.completions;
+      resumed = progress.last_read > 0;
       reading_ = true;
     }
+    if (resumed) {
+      Log(LogLevel::kInfo, "execution stream resumed",
+          {{"session", session_->id().substr(0, 8)},
+           {"last_read", absl::StrCat(progress.last_read)},
+           {"completed", absl::StrCat(progress.completed)},
+           {"acknowledged", absl::StrCat(progress.acknowledged)}});
+    }
     StartRead(&request_);
+    Advance();  // the replies the client may have missed
     return absl::OkStatus();
   }
 
@@ -215,33 +237,47 @@ class ExecuteReactor final
     }
     // The lease: an Execute stream in use keeps its session alive.
     RETURN_IF_ERROR(service_->sessions().Find(session_->id()).status());
+    CommandLog& log = session_->command_log();
+    if (!log.BeginAdmit(generation_)) return absl::OkStatus();  // superseded: dropped
+    absl::Cleanup end_admit = [&log] { log.EndAdmit(); };
+    log.Acknowledge(request_.acknowledged());
     bool draining = false;
     {
       absl::MutexLock lock(&mu_);
-      in_flight_ += static_cast<size_t>(request_.commands_size());
       draining = draining_;
       flush_through_ = std::max(flush_through_, request_.flush_through());
     }
     const std::shared_ptr<exec::Stream>& stream = session_->stream();
     for (const v1::Command& proto : request_.commands()) {
       const uint64_t id = proto.id();
-      const uint64_t last_id = last_id_.load();
-      if (id == 0 ? proto.kind_case() != v1::Command::kRelease : id <= last_id) {
-        // The ids order the client's bookkeeping; without them nothing that
-        // follows can be answered meaningfully.
-        return absl::InvalidArgumentError(
-            id == 0 ? std::string("execute: only release commands may have id 0")
-                    : absl::StrCat("execute: command ids must increase over the session, got ",
-                                   id, " after ", last_id));
+      // The ids order the client's bookkeeping; without them nothing that
+      // follows can be answered meaningfully.
+      if (id == 0 && proto.kind_case() != v1::Command::kRelease) {
+        return absl::InvalidArgumentError("execute: only release commands may have id 0");
       }
-      if (id != 0) last_id_.store(id);
+      if (id != 0 && id <= stream_last_id_) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "execute: command ids must increase over the session, got ", id, " after ",
+            stream_last_id_));
+      }
+      if (id != 0) stream_last_id_ = id;
+      switch (log.Admit(id)) {
+        case CommandLog::Admission::kDuplicate:
+          continue;  // read before: a resend after a reconnect
+        case CommandLog::Admission::kAcknowledged:
+          return absl::InvalidArgumentError(absl::StrCat(
+              "execute: command ids must increase over the session, got ", id,
+              ", at or below the acknowledged ", log.progress().acknowledged));
+        case CommandLog::Admission::kNew:
+          break;
+      }
       absl::StatusOr<Command> command = draining
           ? absl::UnavailableError("the server is shutting down: command not run")
           : DecodeCommand(proto);
       // Even a command that cannot run goes through the stream, so that its
       // answer comes after those of the commands before it.
       stream->Enqueue(
-          [link = link_, session = session_, metrics = &service_->metrics(), id,
+          [session = session_, metrics = &service_->metrics(), id,
            command = std::move(command)](const absl::Status& runnable) mutable {
             absl::Status status = runnable.ok() ? command.status() : runnable;
             v1::CommandResult result;
@@ -260,9 +296,12 @@ class ExecuteReactor final
               result.set_code(static_cast<int32_t>(status.code()));
               result.set_message(std::string(status.message()));
             }
-            const bool answer = !status.ok() || result.outputs_size() > 0;
-            if (answer) result.set_id(id);
-            link->Completed(id, answer ? std::optional(std::move(result)) : std::nullopt);
+            std::optional<std::string> reply;
+            if (!status.ok() || result.outputs_size() > 0) {
+              result.set_id(id);
+              reply = result.SerializeAsString();
+            }
+            session->command_log().Completed(id, std::move(reply));
           },
           id);
     }
@@ -270,10 +309,13 @@ class ExecuteReactor final
   }
 
   // REQUIRES: mu_. Finish is made as soon as no pin or write is pending.
-  void RequestFinishLocked(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // `why` goes to the client as kStreamEndKey: the server ended the stream.
+  void RequestFinishLocked(grpc::Status status, const char* why)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (finish_requested_) return;
     finish_requested_ = true;
     finish_status_ = std::move(status);
+    finish_why_ = why;
   }
 
   // Starts whatever the state calls for: a write of the pending results, a
@@ -283,89 +325,125 @@ class ExecuteReactor final
     bool write = false;
     bool finish = false;
     grpc::Status status;
+    const char* why = "";
+    std::vector<std::string> replies;
+    uint64_t completed = 0;
     {
       absl::MutexLock lock(&mu_);
-      if (finished_) return;
-      const bool news = !outbox_.empty() || completed_ > sent_completed_;
+      if (finished_ || !attached_) return;
+      CommandLog& log = session_->command_log();
+      const CommandLog::Progress progress = log.progress();
+      const bool news =
+          progress.last_reply > sent_reply_after_ || progress.completed > sent_completed_;
       // Replies go out when the client waits for one of them, when the
       // session's queue is empty (the last reply the client can wait for),
       // or when kReplyBatch have collected.
-      const bool due = news && (flush_through_ > sent_completed_ || done_unsent_ >= kReplyBatch ||
-                                read_closed_ || draining_ || session_->stream()->queued() == 0);
-      if (!writing_ && !broken_ && due) {
-        response_.Clear();
-        for (v1::CommandResult& result : outbox_) *response_.add_results() = std::move(result);
-        outbox_.clear();
-        response_.set_completed(completed_);
-        sent_completed_ = completed_;
-        sending_ = done_unsent_;
-        done_unsent_ = 0;
+      const bool due =
+          news && (flush_through_ > sent_completed_ ||
+                   progress.completions - written_completions_ >= kReplyBatch || read_closed_ ||
+                   draining_ || session_->stream()->queued() == 0);
+      if (!writing_ && !broken_ && !superseded_ && due) {
+        const CommandLog::Progress taken = log.RepliesAfter(sent_reply_after_, &replies);
+        sent_reply_after_ = std::max(sent_reply_after_, taken.last_reply);
+        sent_completed_ = std::max(sent_completed_, taken.completed);
+        completed = sent_completed_;
+        sending_completions_ = taken.completions;
         writing_ = write = true;
       }
+      // Read, not yet answered in a finished write: queued or running, or
+      // finished with the reply still to be written.
+      const uint64_t in_flight = progress.pending + (progress.completions - written_completions_);
       if (!reading_ && !read_closed_ && !draining_ && !finish_requested_ &&
-          in_flight_ < kMaxInFlight) {
+          in_flight < kMaxInFlight) {
         reading_ = read = true;
       }
-      if ((read_closed_ || draining_) && in_flight_ == 0 && !writing_) {
+      if ((read_closed_ || draining_) && !superseded_ && in_flight == 0 && !writing_) {
         RequestFinishLocked(draining_ ? grpc::Status(grpc::StatusCode::UNAVAILABLE,
                                                      "the server is shutting down: the commands "
                                                      "it had read have run; later ones did not")
-                                      : grpc::Status::OK);
+                                      : grpc::Status::OK,
+                            draining_ ? "draining" : "done");
       }
       if (finish_requested_ && !writing_ && pins_ == 0 && !read) {
         finished_ = finish = true;
         status = finish_status_;
+        why = finish_why_;
       }
     }
-    if (write) StartWrite(&response_);
+    if (write) {
+      response_.Clear();
+      for (const std::string& reply : replies) {
+        if (!response_.add_results()->ParseFromString(reply)) {
+          Log(LogLevel::kError, "execute: a kept reply does not parse", {});
+          response_.mutable_results()->RemoveLast();
+        }
+      }
+      response_.set_completed(completed);
+      StartWrite(&response_);
+    }
     if (read) StartRead(&request_);
     if (finish) {
       // The session may take a new stream as soon as the client sees this one end.
       DetachSession();
+      context_->AddTrailingMetadata(kStreamEndKey, why);
       Finish(status);  // `this` may be gone from here on
     }
   }
 
   void DetachSession() {
+    bool clean_end = false;
+    {
+      absl::MutexLock lock(&mu_);
+      clean_end = read_closed_ && !broken_ && !superseded_;
+    }
     absl::MutexLock lock(&detach_mu_);
     if (session_ != nullptr && !detached_) {
-      const uint64_t last_id = last_id_.load();
-      session_->DetachExecuteStream(last_id);
-      // Transfers waiting for commands this stream never read would wait forever.
-      session_->stream()->AbandonMarkersAbove(
-          last_id, absl::UnavailableError(absl::StrCat(
-                       "the execution stream ended after command ", last_id,
-                       ": the command this transfer waits for was never run")));
+      session_->command_log().Detach(generation_);
+      // A client that ended its stream will send no more commands on it:
+      // transfers waiting for commands it never sent would wait forever. (A
+      // broken or superseded stream's commands may still come, resent.)
+      if (clean_end) {
+        const uint64_t last_read = session_->command_log().progress().last_read;
+        session_->stream()->AbandonMarkersAbove(
+            last_read, absl::UnavailableError(absl::StrCat(
+                           "the execution stream ended after command ", last_read,
+                           ": the command this transfer waits for was never run")));
+      }
     }
     detached_ = true;
   }
 
   TensordService* const service_;
+  grpc::CallbackServerContext* const context_;
   const std::shared_ptr<ExecuteLink> link_;
   std::shared_ptr<Session> session_;  // set by Start
-  std::atomic<uint64_t> last_id_{0};  // written by OnReadDone only
+  uint64_t generation_ = 0;           // set by Start: this stream's in the session's log
+  uint64_t stream_last_id_ = 0;       // the last id read on this stream; OnReadDone only
   absl::Mutex detach_mu_;
   bool detached_ ABSL_GUARDED_BY(detach_mu_) = false;
   v1::ExecuteRequest request_;        // owned by the read in flight while reading_
   v1::ExecuteResponse response_;      // owned by the write in flight while writing_
 
   absl::Mutex mu_;
+  bool attached_ ABSL_GUARDED_BY(mu_) = false;     // Start succeeded
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
   bool read_closed_ ABSL_GUARDED_BY(mu_) = false;  // no more reads: half-closed or failed
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool broken_ ABSL_GUARDED_BY(mu_) = false;       // cancelled, or a write failed
+  bool superseded_ ABSL_GUARDED_BY(mu_) = false;   // a newer stream took over
   bool draining_ ABSL_GUARDED_BY(mu_) = false;
   bool finish_requested_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   int pins_ ABSL_GUARDED_BY(mu_) = 0;
   grpc::Status finish_status_ ABSL_GUARDED_BY(mu_);
-  size_t in_flight_ ABSL_GUARDED_BY(mu_) = 0;      // read, not yet covered by a reply
-  size_t done_unsent_ ABSL_GUARDED_BY(mu_) = 0;    // completed, not in a write yet
-  size_t sending_ ABSL_GUARDED_BY(mu_) = 0;        // covered by the write in flight
-  uint64_t completed_ ABSL_GUARDED_BY(mu_) = 0;
+  const char* finish_why_ ABSL_GUARDED_BY(mu_) = "";
+  // What this stream has sent: the newest reply, and `completed`.
+  uint64_t sent_reply_after_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t sent_completed_ ABSL_GUARDED_BY(mu_) = 0;
+  // The log's completions covered by the last finished write, and by the one in flight.
+  uint64_t written_completions_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t sending_completions_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t flush_through_ ABSL_GUARDED_BY(mu_) = 0;  // the client waits up to here
-  std::vector<v1::CommandResult> outbox_ ABSL_GUARDED_BY(mu_);
 };
 
 ExecuteReactor* ExecuteLink::Pin() {
@@ -374,10 +452,17 @@ ExecuteReactor* ExecuteLink::Pin() {
   return reactor_;
 }
 
-void ExecuteLink::Completed(uint64_t id, std::optional<v1::CommandResult> result) {
+void ExecuteLink::Updated() {
   ExecuteReactor* reactor = Pin();
   if (reactor == nullptr) return;
-  reactor->Completed(id, std::move(result));
+  reactor->Updated();
+  reactor->Unpin();
+}
+
+void ExecuteLink::Superseded() {
+  ExecuteReactor* reactor = Pin();
+  if (reactor == nullptr) return;
+  reactor->Supersede();
   reactor->Unpin();
 }
 

@@ -9,6 +9,13 @@
 
 namespace tensord {
 
+void AddTransportArguments(grpc::ServerBuilder& builder) {
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 100);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS, 30'000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 20'000);
+}
+
 absl::Status TensordService::Authorize(grpc::CallbackServerContext* context) const {
   if (auth_ == nullptr) return absl::OkStatus();
   return auth_->Check(context->client_metadata());

@@ -35,6 +35,18 @@ namespace tensord {
 
 // Metadata key that carries the session id on every RPC but OpenSession.
 inline constexpr char kSessionMetadataKey[] = "tensord-session";
+// Trailing metadata of an Execute stream that the server itself ended (its
+// value says why: done, draining, superseded, error, refused). A stream
+// that breaks without it lost its connection, and the client resumes it.
+inline constexpr char kStreamEndKey[] = "tensord-stream-end";
+
+// Sets the transport's channel arguments that sessions rely on. Clients
+// send HTTP/2 keep-alive pings to notice a dead link well within their
+// session's lease (the Python client pings every lease/8, at most every
+// 250 ms), so pings are accepted down to every 100 ms, with or without
+// calls; the server pings idle connections itself, so that calls on a
+// connection that died silently end (and free what they hold) within a minute.
+void AddTransportArguments(grpc::ServerBuilder& builder);
 
 class TensordService final
     : public v1::Tensord::WithRawCallbackMethod_Upload<

@@ -3,10 +3,12 @@
 #include <sys/random.h>
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "core/create.h"
 
@@ -29,6 +31,109 @@ absl::Status UnknownHandle(const std::string& handle) {
                                           "owned by another session)"));
 }
 }  // namespace
+
+// ---- CommandLog -------------------------------------------------------------
+
+CommandLog::Attachment CommandLog::Attach(std::shared_ptr<Listener> listener) {
+  std::shared_ptr<Listener> previous;
+  Attachment attachment;
+  {
+    absl::MutexLock lock(&mu_);
+    // Ids reach the exec::Stream in order only if the previous stream is not
+    // between reading last_read_ and enqueueing the commands it admitted.
+    mu_.Await(absl::Condition(
+        +[](bool* admitting) { return !*admitting; }, &admitting_));
+    previous = std::exchange(listener_, std::move(listener));
+    attachment.generation = ++generation_;
+    attachment.last_read = last_read_;
+  }
+  if (previous != nullptr) previous->Superseded();
+  return attachment;
+}
+
+void CommandLog::Detach(uint64_t generation) {
+  std::shared_ptr<Listener> detached;  // released outside the lock
+  absl::MutexLock lock(&mu_);
+  if (generation == generation_) detached = std::move(listener_);
+}
+
+bool CommandLog::BeginAdmit(uint64_t generation) {
+  absl::MutexLock lock(&mu_);
+  if (generation != generation_) return false;
+  admitting_ = true;
+  return true;
+}
+
+void CommandLog::EndAdmit() {
+  absl::MutexLock lock(&mu_);
+  admitting_ = false;
+}
+
+CommandLog::Admission CommandLog::Admit(uint64_t id) {
+  absl::MutexLock lock(&mu_);
+  if (id != 0 && id <= acknowledged_) return Admission::kAcknowledged;
+  if (id != 0 && id <= last_read_) return Admission::kDuplicate;
+  if (id != 0) last_read_ = id;
+  ++pending_;
+  return Admission::kNew;
+}
+
+void CommandLog::Completed(uint64_t id, std::optional<std::string> reply) {
+  std::shared_ptr<Listener> listener;
+  {
+    absl::MutexLock lock(&mu_);
+    --pending_;
+    if (id != 0) {
+      completed_ = std::max(completed_, id);
+      ++completions_;
+    }
+    if (reply.has_value()) {
+      replies_.emplace_back(id, *std::move(reply));
+      if (replies_.size() > kMaxKeptReplies) replies_.pop_front();
+    }
+    listener = listener_;
+  }
+  if (listener != nullptr) listener->Updated();
+}
+
+void CommandLog::Acknowledge(uint64_t through) {
+  std::deque<std::pair<uint64_t, std::string>> dropped;  // freed outside the lock
+  absl::MutexLock lock(&mu_);
+  // Nothing above `completed_` has a reply yet: a larger value acknowledges
+  // no reply of a command still to come.
+  acknowledged_ = std::max(acknowledged_, std::min(through, completed_));
+  while (!replies_.empty() && replies_.front().first <= acknowledged_) {
+    dropped.push_back(std::move(replies_.front()));
+    replies_.pop_front();
+  }
+}
+
+CommandLog::Progress CommandLog::ProgressLocked() const {
+  Progress progress;
+  progress.last_read = last_read_;
+  progress.completed = completed_;
+  progress.completions = completions_;
+  progress.last_reply = replies_.empty() ? 0 : replies_.back().first;
+  progress.acknowledged = acknowledged_;
+  progress.pending = pending_;
+  return progress;
+}
+
+CommandLog::Progress CommandLog::progress() const {
+  absl::MutexLock lock(&mu_);
+  return ProgressLocked();
+}
+
+CommandLog::Progress CommandLog::RepliesAfter(uint64_t after, std::vector<std::string>* out) const {
+  absl::MutexLock lock(&mu_);
+  // Replies are in id order: skip to the first one after `after`.
+  auto it = std::upper_bound(replies_.begin(), replies_.end(), after,
+                             [](uint64_t id, const auto& reply) { return id < reply.first; });
+  for (; it != replies_.end(); ++it) out->push_back(it->second);
+  return ProgressLocked();
+}
+
+// ---- Session ------------------------------------------------------------------
 
 absl::Status Session::ChargeHandles(size_t count) {
   if (budget_ == nullptr || count == 0) return absl::OkStatus();
@@ -234,19 +339,6 @@ bool Session::closed() const {
   return closed_;
 }
 
-std::optional<uint64_t> Session::AttachExecuteStream() {
-  absl::MutexLock lock(&mu_);
-  if (execute_attached_) return std::nullopt;
-  execute_attached_ = true;
-  return last_command_id_;
-}
-
-void Session::DetachExecuteStream(uint64_t last_command_id) {
-  absl::MutexLock lock(&mu_);
-  execute_attached_ = false;
-  last_command_id_ = std::max(last_command_id_, last_command_id);
-}
-
 void Session::ManualSeed(uint64_t seed) {
   absl::MutexLock lock(&mu_);
   generator_.emplace(seed);
@@ -277,6 +369,13 @@ absl::StatusOr<std::shared_ptr<Session>> SessionRegistry::Find(const std::string
   absl::MutexLock lock(&mu_);
   auto it = sessions_.find(id);
   if (it == sessions_.end()) {
+    if (auto expired = expired_.find(id); expired != expired_.end()) {
+      const double ago = std::chrono::duration<double>(Clock::now() - expired->second).count();
+      return absl::NotFoundError(absl::StrFormat(
+          "session '%s' expired %.1f s ago: nothing renewed its %g s lease (no call, keep-alive "
+          "or command reached the server), so the server closed it and freed its tensors",
+          id, ago, std::chrono::duration<double>(lease_).count()));
+    }
     return absl::NotFoundError(absl::StrCat(
         "unknown session '", id, "' (closed, expired after its lease, or never opened)"));
   }
@@ -305,6 +404,12 @@ std::vector<std::string> SessionRegistry::CloseExpired(Clock::time_point now) {
     absl::MutexLock lock(&mu_);
     for (auto it = sessions_.begin(); it != sessions_.end();) {
       if (it->second.expires < now) {
+        expired_order_.push_back(it->first);
+        expired_.insert_or_assign(it->first, now);
+        if (expired_order_.size() > kRememberedExpired) {
+          expired_.erase(expired_order_.front());
+          expired_order_.pop_front();
+        }
         expired.push_back(std::move(it->second.session));
         sessions_.erase(it++);
       } else {

@@ -6,18 +6,23 @@
 // Handles are either chosen by the server (128 random bits, for the unary
 // RPCs) or by the client for the outputs of the commands it pipelines
 // (PutAs); the session id is the secret, handles are only names inside it.
+// A session outlives its connections: its CommandLog lets a client whose
+// Execute stream broke open another and carry on where it was (see below).
 // A SessionRegistry opens sessions, looks them up by id (renewing their
-// lease), closes them, and closes those whose lease ran out. Closing a
-// session drops its queued commands and its tensors; storage is returned to
-// the MemoryBudget once nothing else (a view in another handle, an
-// in-flight download, a running command) references it.
+// lease), closes them, and closes those whose lease ran out, remembering
+// the ids of the last few so that a client coming back too late is told
+// what happened. Closing a session drops its queued commands and its
+// tensors; storage is returned to the MemoryBudget once nothing else (a view
+// in another handle, an in-flight download, a running command) references it.
 //
-// Thread-safety: both classes are thread-safe. Lock order: registry before
-// session; no lock is held while a tensor's storage is freed by callers.
+// Thread-safety: all three classes are thread-safe. Lock order: registry
+// before session; a CommandLog's lock is taken alone; no lock is held while
+// a tensor's storage is freed by callers.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <random>
@@ -47,6 +52,97 @@ inline constexpr size_t kMaxHandleBytes = 128;
 // bytes in all). So a client that makes a million one-element tensors meets
 // --max-memory like any other.
 inline constexpr int64_t kHandleBytes = 512;
+
+// What a session's Execute path remembers across its streams, so that a
+// client whose connection broke can open a new stream and lose nothing:
+//
+// - Command ids increase over the session, and the log keeps the largest one
+//   read. A command is run once: one that comes again on a later stream (the
+//   client resends what it has no reply for) is a duplicate and is skipped.
+// - The replies (failures, and the metadata of the tensors a command made)
+//   are kept until the client acknowledges them, so that a new stream sends
+//   again those the broken one may not have delivered. They are kept as the
+//   bytes the RPC layer made of them: this layer knows nothing of protos.
+// - One stream is attached at a time. Attaching another supersedes the one
+//   before, which may belong to a connection that died without the server
+//   noticing; the new one admits commands only once the old one has finished
+//   admitting the message it was reading, so ids reach the exec::Stream in order.
+//
+// Commands queued when a stream breaks keep running: their replies wait here.
+class CommandLog {
+ public:
+  // The attached stream, told when there is news to send or that a newer
+  // stream took its place. Called without the log's lock held.
+  class Listener {
+   public:
+    virtual ~Listener() = default;
+    virtual void Updated() = 0;
+    virtual void Superseded() = 0;
+  };
+
+  // Replies kept unacknowledged at most; the oldest are dropped beyond it.
+  // A client that acknowledges as it goes keeps no more than its window of
+  // commands in flight (the Python client's is 4096).
+  static constexpr size_t kMaxKeptReplies = 8192;
+
+  struct Attachment {
+    uint64_t generation = 0;
+    uint64_t last_read = 0;  // the largest command id read, by any stream
+  };
+  // Makes `listener` the attached stream and tells the one before it, if
+  // any, that it was superseded. Waits while that one admits a message.
+  Attachment Attach(std::shared_ptr<Listener> listener);
+  // Forgets the listener of `generation` if it is still the attached one.
+  void Detach(uint64_t generation);
+
+  // Admitting one message's commands, in order:
+  //   if (log.BeginAdmit(generation)) { for each command: Admit(id), and
+  //   enqueue it if kNew; then EndAdmit(); }
+  // BeginAdmit is false for a superseded stream: its message is dropped
+  // (the client sends it again on the stream that took over).
+  bool BeginAdmit(uint64_t generation);
+  void EndAdmit();
+  enum class Admission {
+    kNew,           // above every id read (or 0, a release): run it
+    kDuplicate,     // read before, its reply not yet acknowledged: a resend, skip it
+    kAcknowledged,  // at or below the acknowledged id: cannot be a resend
+  };
+  // REQUIRES: between BeginAdmit (true) and EndAdmit.
+  Admission Admit(uint64_t id);
+
+  // A command admitted as kNew has finished (or will never run): `reply` is
+  // what the client must be told about it, if anything. `id` 0 for a release.
+  void Completed(uint64_t id, std::optional<std::string> reply);
+  // The client holds every reply up to command `through`: they are dropped.
+  void Acknowledge(uint64_t through);
+
+  struct Progress {
+    uint64_t last_read = 0;
+    uint64_t completed = 0;     // every admitted command with an id <= this has finished
+    uint64_t completions = 0;   // commands with an id that finished, ever
+    uint64_t last_reply = 0;    // the id of the newest kept reply (0: none)
+    uint64_t acknowledged = 0;
+    size_t pending = 0;         // admitted and not finished, releases included
+  };
+  Progress progress() const;
+  // Appends the kept replies of ids above `after` to `out`, and returns the
+  // progress they are consistent with.
+  Progress RepliesAfter(uint64_t after, std::vector<std::string>* out) const;
+
+ private:
+  Progress ProgressLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  mutable absl::Mutex mu_;
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  std::shared_ptr<Listener> listener_ ABSL_GUARDED_BY(mu_);
+  bool admitting_ ABSL_GUARDED_BY(mu_) = false;
+  uint64_t last_read_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t completed_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t completions_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t acknowledged_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t pending_ ABSL_GUARDED_BY(mu_) = 0;
+  std::deque<std::pair<uint64_t, std::string>> replies_ ABSL_GUARDED_BY(mu_);  // by id
+};
 
 class Session {
  public:
@@ -104,12 +200,10 @@ class Session {
   int64_t Close(const absl::Status& reason = absl::CancelledError("the session was closed"));
   bool closed() const;
 
-  // A session has at most one Execute stream at a time. Command ids, which
-  // are its stream's markers, increase over the session's whole life, so a
-  // later Execute stream continues from the last id the previous one read.
-  // Attach returns that id, or nullopt if a stream is attached already.
-  std::optional<uint64_t> AttachExecuteStream();
-  void DetachExecuteStream(uint64_t last_command_id);
+  // The Execute path's memory across streams (see CommandLog). Command
+  // ids, which are the exec::Stream's markers, increase over the session's
+  // whole life.
+  CommandLog& command_log() { return command_log_; }
 
   // Seeds the session's generator (ManualSeed).
   void ManualSeed(uint64_t seed);
@@ -139,10 +233,9 @@ class Session {
   const std::string client_name_;
   const std::shared_ptr<exec::Stream> stream_;
   const std::shared_ptr<MemoryBudget> budget_;
+  CommandLog command_log_;
   mutable absl::Mutex mu_;
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
-  bool execute_attached_ ABSL_GUARDED_BY(mu_) = false;
-  uint64_t last_command_id_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_map<std::string, Variable> tensors_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, std::shared_ptr<ParamOptimizer>> optimizers_
       ABSL_GUARDED_BY(mu_);
@@ -165,7 +258,8 @@ class SessionRegistry {
   Clock::duration lease() const { return lease_; }
 
   std::shared_ptr<Session> Open(std::string client_name);
-  // Finds a live session and renews its lease. NotFound otherwise.
+  // Finds a live session and renews its lease. NotFound otherwise, saying
+  // so when the session is one of the last kRememberedExpired to expire.
   absl::StatusOr<std::shared_ptr<Session>> Find(const std::string& id);
   // Closes and forgets the session; returns the number of tensors dropped.
   absl::StatusOr<int64_t> Close(const std::string& id,
@@ -176,6 +270,9 @@ class SessionRegistry {
   // Closes every session (queued commands fail with `reason`); returns how many.
   int64_t CloseAll(const absl::Status& reason);
   int64_t size() const;
+
+  // How many expired session ids are remembered, for Find's message.
+  static constexpr size_t kRememberedExpired = 4096;
 
   struct Totals {
     double sessions = 0;
@@ -196,6 +293,9 @@ class SessionRegistry {
   const int64_t session_max_memory_;
   mutable absl::Mutex mu_;
   absl::flat_hash_map<std::string, Entry> sessions_ ABSL_GUARDED_BY(mu_);
+  // The ids of the sessions that expired last, oldest first, and when.
+  std::deque<std::string> expired_order_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, Clock::time_point> expired_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace tensord

@@ -1,8 +1,10 @@
 // Tests of session/session.h: handles, Put/Get/Free/List, storage
-// accounting, Close, and the SessionRegistry's leases.
+// accounting, Close, the SessionRegistry's leases, and the CommandLog that
+// lets an Execute stream be resumed.
 #include "session/session.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -14,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
 #include "core/views.h"
 #include "testing.h"
 
@@ -205,6 +208,128 @@ TEST(SessionRegistryTest, FindRenewsTheLease) {
               ElementsAre(idle->id()));
   EXPECT_THAT(registry.Find(renewed->id()), IsOk());
   EXPECT_THAT(registry.Find(idle->id()), StatusIs(absl::StatusCode::kNotFound, idle->id()));
+}
+
+TEST(SessionRegistryTest, FindSaysThatASessionExpired) {
+  const auto lease = std::chrono::milliseconds(1);
+  SessionRegistry registry(lease);
+  std::shared_ptr<Session> session = registry.Open("client");
+  ASSERT_THAT(registry.CloseExpired(SessionRegistry::Clock::now() + std::chrono::seconds(1)),
+              ElementsAre(session->id()));
+  EXPECT_THAT(registry.Find(session->id()),
+              StatusIs(absl::StatusCode::kNotFound, "expired"));
+  EXPECT_THAT(registry.Find("never-opened"),
+              StatusIs(absl::StatusCode::kNotFound, "unknown session 'never-opened'"));
+}
+
+// ---- CommandLog ------------------------------------------------------------------------------
+
+// Records what the log tells the attached stream.
+class RecordingListener final : public CommandLog::Listener {
+ public:
+  void Updated() override { ++updates; }
+  void Superseded() override { superseded = true; }
+  int updates = 0;
+  bool superseded = false;
+};
+
+std::vector<std::string> RepliesAfter(const CommandLog& log, uint64_t after) {
+  std::vector<std::string> replies;
+  log.RepliesAfter(after, &replies);
+  return replies;
+}
+
+TEST(CommandLogTest, ACommandIsAdmittedOnceAcrossStreams) {
+  CommandLog log;
+  auto first = std::make_shared<RecordingListener>();
+  const CommandLog::Attachment a = log.Attach(first);
+  EXPECT_EQ(a.last_read, 0u);
+  ASSERT_TRUE(log.BeginAdmit(a.generation));
+  EXPECT_EQ(log.Admit(1), CommandLog::Admission::kNew);
+  EXPECT_EQ(log.Admit(2), CommandLog::Admission::kNew);
+  EXPECT_EQ(log.Admit(0), CommandLog::Admission::kNew);  // a release
+  log.EndAdmit();
+  EXPECT_EQ(log.progress().pending, 3u);
+
+  // The link dropped: a new stream takes over and the client resends 1..3.
+  auto second = std::make_shared<RecordingListener>();
+  const CommandLog::Attachment b = log.Attach(second);
+  EXPECT_TRUE(first->superseded);
+  EXPECT_EQ(b.last_read, 2u);
+  EXPECT_FALSE(log.BeginAdmit(a.generation));  // the old stream admits nothing more
+  ASSERT_TRUE(log.BeginAdmit(b.generation));
+  EXPECT_EQ(log.Admit(1), CommandLog::Admission::kDuplicate);
+  EXPECT_EQ(log.Admit(2), CommandLog::Admission::kDuplicate);
+  EXPECT_EQ(log.Admit(3), CommandLog::Admission::kNew);
+  log.EndAdmit();
+  EXPECT_EQ(log.progress().last_read, 3u);
+  EXPECT_EQ(log.progress().pending, 4u);
+}
+
+TEST(CommandLogTest, RepliesAreKeptUntilAcknowledged) {
+  CommandLog log;
+  auto listener = std::make_shared<RecordingListener>();
+  const CommandLog::Attachment a = log.Attach(listener);
+  ASSERT_TRUE(log.BeginAdmit(a.generation));
+  for (uint64_t id = 1; id <= 4; ++id) ASSERT_EQ(log.Admit(id), CommandLog::Admission::kNew);
+  log.EndAdmit();
+  log.Completed(1, "one");
+  log.Completed(2, std::nullopt);  // nothing to say (a sync)
+  log.Completed(3, "three");
+  EXPECT_EQ(listener->updates, 3);
+  CommandLog::Progress progress = log.progress();
+  EXPECT_EQ(progress.completed, 3u);
+  EXPECT_EQ(progress.completions, 3u);
+  EXPECT_EQ(progress.last_reply, 3u);
+  EXPECT_EQ(progress.pending, 1u);
+  EXPECT_THAT(RepliesAfter(log, 0), ElementsAre("one", "three"));
+  EXPECT_THAT(RepliesAfter(log, 1), ElementsAre("three"));
+
+  // An acknowledgement beyond what finished covers only what finished.
+  log.Acknowledge(10);
+  EXPECT_EQ(log.progress().acknowledged, 3u);
+  EXPECT_THAT(RepliesAfter(log, 0), ElementsAre());
+  log.Completed(4, "four");
+  EXPECT_THAT(RepliesAfter(log, 0), ElementsAre("four"));
+
+  // Ids the client acknowledged cannot come again.
+  ASSERT_TRUE(log.BeginAdmit(a.generation));
+  EXPECT_EQ(log.Admit(3), CommandLog::Admission::kAcknowledged);
+  EXPECT_EQ(log.Admit(4), CommandLog::Admission::kDuplicate);
+  log.EndAdmit();
+}
+
+TEST(CommandLogTest, KeepsAtMostItsBoundOfReplies) {
+  CommandLog log;
+  const CommandLog::Attachment a = log.Attach(std::make_shared<RecordingListener>());
+  const uint64_t n = CommandLog::kMaxKeptReplies + 10;
+  ASSERT_TRUE(log.BeginAdmit(a.generation));
+  for (uint64_t id = 1; id <= n; ++id) ASSERT_EQ(log.Admit(id), CommandLog::Admission::kNew);
+  log.EndAdmit();
+  for (uint64_t id = 1; id <= n; ++id) log.Completed(id, absl::StrCat(id));
+  const std::vector<std::string> kept = RepliesAfter(log, 0);
+  ASSERT_EQ(kept.size(), CommandLog::kMaxKeptReplies);
+  EXPECT_EQ(kept.front(), "11");
+  EXPECT_EQ(kept.back(), absl::StrCat(n));
+}
+
+TEST(CommandLogTest, AttachWaitsForTheStreamThatIsAdmitting) {
+  CommandLog log;
+  const CommandLog::Attachment a = log.Attach(std::make_shared<RecordingListener>());
+  ASSERT_TRUE(log.BeginAdmit(a.generation));
+  ASSERT_EQ(log.Admit(1), CommandLog::Admission::kNew);
+  std::atomic<bool> attached{false};
+  uint64_t last_read = 0;
+  std::thread other([&] {
+    last_read = log.Attach(std::make_shared<RecordingListener>()).last_read;
+    attached = true;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  EXPECT_FALSE(attached);  // the old stream is still admitting its message
+  ASSERT_EQ(log.Admit(2), CommandLog::Admission::kNew);
+  log.EndAdmit();
+  other.join();
+  EXPECT_EQ(last_read, 2u);  // so the new stream skips both when they are resent
 }
 
 }  // namespace

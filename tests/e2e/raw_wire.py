@@ -10,6 +10,7 @@ from proto/tensord/v1/tensord.proto and never edited by hand.
 """
 from __future__ import annotations
 
+import threading
 import time
 from typing import Callable, Iterable, Iterator, Sequence
 
@@ -107,6 +108,21 @@ class RawSession:
             session_id, self.lease_seconds = opened.session_id, opened.lease_seconds
         self.session_id: str = session_id
         self.metadata = ((SESSION_KEY, self.session_id),)
+        self._stop_keepalive = threading.Event()
+
+    def keep_alive_in_background(self, interval: float = 0.3) -> "RawSession":
+        """Renews the lease every `interval` seconds until close(): for a watcher on a
+        server with a short --session-ttl, which may sit idle while the test waits."""
+
+        def renew() -> None:
+            while not self._stop_keepalive.wait(interval):
+                try:
+                    self.keep_alive()
+                except grpc.RpcError:
+                    pass  # the test will see it on its own next call
+
+        threading.Thread(target=renew, daemon=True).start()
+        return self
 
     def __enter__(self) -> "RawSession":
         return self
@@ -115,6 +131,7 @@ class RawSession:
         self.close()
 
     def close(self) -> None:
+        self._stop_keepalive.set()
         if self._owned:
             try:
                 self.stub.CloseSession(pb.CloseSessionRequest(), metadata=self.metadata, timeout=10)

@@ -1,7 +1,8 @@
 """The execution model through the real server and client: ops are pipelined on an
 ordered per-session stream, failures are raised at the next sync point with the
 op and the line that issued it, blocking mode, backpressure, a client that dies
-with a full queue, sessions sharing the workers fairly, and draining.
+with a full queue, sessions sharing the workers fairly, and draining. (Broken
+connections and resumed streams: test_faults.py.)
 
 No timing assertions: fairness and bounds are checked by what has (or has not)
 run when something else finished, and by memory figures.
@@ -278,7 +279,7 @@ def test_a_client_that_issues_faster_than_the_server_computes_is_held_back(serve
         assert not wait_for(lambda: sent[0] > stalled_at + 50_000, timeout=2), (stalled_at, sent[0])
         assert rss_bytes(pid) - baseline < 64 << 20
         call.cancel()
-    # A broken stream closes its session at once: its queue and tensors are gone.
+    # Closed by `raw` on leaving the block: its queue and tensors are gone.
     assert wait_for(lambda: _sessions(srv.address) == 0, timeout=20)
 
 
@@ -288,7 +289,9 @@ def _sessions(address: str) -> int:
 
 
 def test_a_killed_client_with_a_full_queue_gives_everything_back(server_factory, tmp_path):
-    srv = server_factory("--session-ttl", "600")  # the lease would hold it for 10 minutes
+    # The session outlives its broken stream only for its lease (a client whose
+    # link dropped may resume it within that time; see test_faults.py).
+    srv = server_factory("--session-ttl", "2")
     script = tmp_path / "flood.py"
     script.write_text(textwrap.dedent(f"""
         import sys, numpy as np, tensord
@@ -300,7 +303,7 @@ def test_a_killed_client_with_a_full_queue_gives_everything_back(server_factory,
         print("queued", flush=True)
         sys.stdin.read()
     """))
-    with RawSession(srv.address) as watcher:
+    with RawSession(srv.address).keep_alive_in_background() as watcher:
         baseline = watcher.memory_info().bytes_in_use
         proc = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
@@ -313,7 +316,7 @@ def test_a_killed_client_with_a_full_queue_gives_everything_back(server_factory,
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
-        # The stream broke: queue dropped, session closed, every byte back.
+        # The stream broke; once the lease ran out, queue dropped, session closed, every byte back.
         assert wait_for(lambda: watcher.memory_info().sessions == 1, timeout=30)
         assert wait_for(lambda: watcher.memory_info().bytes_in_use == baseline, timeout=30)
         # And the workers are free again: the watcher's own work runs at once.
@@ -393,30 +396,37 @@ def test_execute_stream_protocol_errors(server):
         assert results[13].code == grpc.StatusCode.INVALID_ARGUMENT.value[0] and "names no operation" in results[13].message
         assert results[14].code == 0 and results[14].outputs[0].handle == "z"
         assert 16 not in results  # a sync describes nothing
-        with pytest.raises(grpc.RpcError) as info:  # an id the session used before
-            list(raw.stub.Execute(iter([pb.ExecuteRequest(commands=[neg(3, "w")])]), metadata=raw.metadata, timeout=10))
-        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        # An id read before, its reply not acknowledged, is a resend after a
+        # reconnect: skipped, not run again (the handle "w" is never made).
+        replies = list(raw.stub.Execute(iter([pb.ExecuteRequest(commands=[
+            neg(14, "w"), pb.Command(id=17, sync=pb.SyncRequest()),
+        ])]), metadata=raw.metadata, timeout=10))
+        assert replies[-1].completed == 17
+        # Once acknowledged, an old id cannot be a resend: refused.
+        with pytest.raises(grpc.RpcError) as info:
+            list(raw.stub.Execute(iter([pb.ExecuteRequest(acknowledged=17, commands=[neg(3, "w")])]),
+                                  metadata=raw.metadata, timeout=10))
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "acknowledged" in info.value.details()
         # z was released and the failed commands made nothing; "a" is from the first stream.
         assert sorted(raw.handles()) == sorted([handle, "a"])
-        # One Execute stream per session at a time.
+        # One Execute stream per session at a time: a second one takes over
+        # from the first (whose connection may be dead without the server knowing).
         stop = threading.Event()
 
-        def idle():
+        def sync_then_idle():
+            yield pb.ExecuteRequest(commands=[pb.Command(id=18, sync=pb.SyncRequest())], flush_through=18)
             stop.wait(30)
-            yield from ()
 
-        first = raw.stub.Execute(idle(), metadata=raw.metadata)
-        assert wait_for(lambda: _second_stream_refused(raw), timeout=10)
+        first = raw.stub.Execute(sync_then_idle(), metadata=raw.metadata)
+        assert next(first).completed == 18  # it is attached
+        second = list(raw.stub.Execute(iter([pb.ExecuteRequest(commands=[pb.Command(id=19, sync=pb.SyncRequest())])]),
+                                       metadata=raw.metadata, timeout=10))
+        assert second[-1].completed == 19
+        with pytest.raises(grpc.RpcError) as info:
+            list(first)
+        assert info.value.code() == grpc.StatusCode.ABORTED and "took over" in info.value.details()
+        assert ("tensord-stream-end", "superseded") in info.value.trailing_metadata()
         stop.set()
-        first.cancel()
-
-
-def _second_stream_refused(raw: RawSession) -> bool:
-    try:
-        list(raw.stub.Execute(iter([pb.ExecuteRequest()]), metadata=raw.metadata, timeout=5))
-    except grpc.RpcError as e:
-        return e.code() == grpc.StatusCode.FAILED_PRECONDITION and "already has an Execute stream" in e.details()
-    return False
 
 
 def test_a_download_waits_for_the_command_it_names(server):
