@@ -30,14 +30,45 @@ Frees: a Tensor's finalizer only puts its handle on the send queue
 the sender folds runs of them into one `release` command. No RPC is ever
 issued from a finalizer.
 
+Dropped connections. A session outlives its connection: when the Execute
+stream breaks without the server having ended it (the link dropped, the
+server's host was unreachable for a while), the reader thread resumes it on
+its own, and the program notices nothing but the pause. The rule is
+exactly-once, by command id, as in the proto:
+
+- The client keeps every command it sent until the reply that covers it
+  arrives, and acknowledges replies with each message it sends.
+- On a new stream of the same session (opened once a KeepAlive gets
+  through) it sends again, in order, every command whose reply it has not
+  seen. The server skips those it had read before the break (they ran, or
+  are running, exactly once) and runs those that never reached it; it then
+  sends again every reply the client did not acknowledge. Ops issued while
+  the link was down simply go out on the new stream.
+- Nothing fails because of the drop, and no command runs twice: `x.add_(1)`
+  pipelined across a drop adds exactly once.
+- A download (`numpy()`) cut by the drop is made again once the stream is
+  back. An upload (`from_numpy`) cut by it raises UnavailableError (its
+  outcome is unknown to the client: call it again).
+- If the link stays down longer than the session's lease, the server closes
+  the session and frees its tensors. The client keeps trying for one more
+  lease (at least 10 s) to hear it from the server; then every command not
+  answered, and every later call, raises SessionExpiredError (a
+  NotFoundError) saying so. If the server refuses connections (it is not
+  running, so the session is gone), they raise UnavailableError at once.
+  A stream the server ended itself (draining, a protocol error) is never
+  resumed.
+
 Thread-safety: all methods may be called from any thread. Ids are taken and
 queued under `_submit_lock`, so ids and queue order agree; the reader is the
 only writer of results; `_cond` guards `completed`, the unraised failures
-and the stream's end.
+and the stream's end. One sender at a time takes from the send queue: a
+resumed stream's sender starts only once the broken one's has stopped
+taking (`_send_cond` guards the sender's generation and whether it is busy).
 """
 from __future__ import annotations
 
 import collections
+import logging
 import operator
 import os
 import queue
@@ -55,6 +86,8 @@ from tensord.errors import (
     DeadlineExceededError,
     Error,
     FailedPreconditionError,
+    NotFoundError,
+    SessionExpiredError,
     UnavailableError,
     error_class,
     from_rpc_error,
@@ -72,6 +105,8 @@ if TYPE_CHECKING:
 MAX_IN_FLIGHT = 4096
 _MAX_BATCH = 1024  # commands per ExecuteRequest (the server takes up to 4096)
 _END = object()  # ends the request stream (close)
+_STOP = object()  # a resume began: the sender of a broken stream stops taking
+_log = logging.getLogger("tensord")
 
 
 class _Flush(int):
@@ -85,6 +120,9 @@ class _Flush(int):
 _LINGER_S = 0.001
 _COMMAND_TAG = b"\x0a"  # ExecuteRequest.commands: field 1, length-delimited
 _FLUSH_THROUGH_TAG = b"\x10"  # ExecuteRequest.flush_through: field 2, varint
+_ACKNOWLEDGED_TAG = b"\x18"  # ExecuteRequest.acknowledged: field 3, varint
+#: Trailing metadata of a stream the server ended itself (server/rpc/service.h).
+_STREAM_END_KEY = "tensord-stream-end"
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
 
 
@@ -118,21 +156,30 @@ class _Check:
 class Failure:
     """Why a command did not run: its status, its op and where the user issued it."""
 
-    __slots__ = ("code", "message", "op", "where", "command_id")
+    __slots__ = ("code", "message", "op", "where", "command_id", "cls")
 
-    def __init__(self, code: grpc.StatusCode, message: str, op: str, where: tuple[str, int], command_id: int):
+    def __init__(
+        self,
+        code: grpc.StatusCode,
+        message: str,
+        op: str,
+        where: tuple[str, int],
+        command_id: int,
+        cls: Optional[type[Error]] = None,
+    ):
         self.code = code
         self.message = message
         self.op = op
         self.where = where
         self.command_id = command_id
+        self.cls = cls  # the exception class, when the code's own is not precise enough
 
     def error(self, dependent: bool = False) -> Error:
         """A fresh exception for this failure (`dependent`: raised for a tensor built on it).
 
         `.details` is the server's message; `str()` adds the op and where it was issued.
         """
-        err = error_class(self.code)(self.message, self.code)
+        err = (self.cls or error_class(self.code))(self.message, self.code)
         err.op = self.op
         err.where = self.where
         err.dependent = dependent
@@ -192,7 +239,19 @@ class Executor:
         self._closing = False
         self._unraised: "collections.deque[Failure]" = collections.deque()
         self._checks: "collections.deque[_Check]" = collections.deque()  # see check_later
-        self._call = session.execute(self._requests())
+        # For resuming: (key, is_release, frame) of what a sender took, in
+        # order, until the replies cover it (key: the command's id, or for a
+        # release the id of the command taken before it).
+        self._sent: "collections.deque[tuple[int, bool, bytes]]" = collections.deque()
+        self._last_taken = 0  # the id of the last command a sender took
+        self._flush_wanted = 0  # the largest id a thread has waited for
+        self._send_cond = threading.Condition(threading.Lock())
+        self._generation = 0  # the stream's: one more per resume (under _send_cond)
+        self._sender_busy = False  # a sender is taking from the queue (under _send_cond)
+        self._live_generation = 0  # the generation whose stream is open (under _cond)
+        #: How many times the stream was resumed after a dropped connection.
+        self.resumes = 0
+        self._call = session.execute(self._requests(0, []))
         self._reader = threading.Thread(
             target=self._read, name=f"tensord-replies-{session.session_id[:8]}", daemon=True
         )
@@ -225,7 +284,7 @@ class Executor:
             self._last_id += 1
             record.id = command.id = self._last_id
             self._pending[record.id] = record
-            self._queue.put(_frame(command))
+            self._queue.put((record.id, _frame(command)))
         if self.blocking:
             self.wait_for(record)
             if record.failure is not None:
@@ -402,20 +461,52 @@ class Executor:
         """`tensor.numpy()`: a sync point (see the module docstring)."""
         handle = tensor._live_handle()
         after = self.fence()
-        try:
-            array = self._download(handle, after)
-        except Error:
-            if after > self._completed and self._ended is None:
-                self._wait(after)
-            if tensor._src is not None:
-                self.metadata(tensor)  # the tensor was never made: raises why
-            raise
+        while True:
+            generation = self._live_generation
+            try:
+                array = self._download(handle, after)
+                break
+            except UnavailableError:
+                if self._await_resume(generation):
+                    continue  # the connection dropped under it and the stream is back: again
+                if self._ended is not None and self._ended.code != grpc.StatusCode.CANCELLED:
+                    raise self._ended_error() from None  # why the session's stream is over
+                self._raise_download_failure(tensor, after)
+                raise
+            except Error:
+                self._raise_download_failure(tensor, after)
+                raise
         self._wait(after)
         self._run_checks()
         if tensor._src is not None:
             self.metadata(tensor)
         self.raise_pending()
         return array
+
+    def _raise_download_failure(self, tensor: Tensor, after: int) -> None:
+        """A download failed: raises why the tensor was never made, if that is the reason."""
+        if after > self._completed and self._ended is None:
+            self._wait(after)
+        if tensor._src is not None:
+            self.metadata(tensor)  # the tensor was never made: raises why
+
+    def _await_resume(self, generation: int) -> bool:
+        """After a transfer failed UNAVAILABLE: whether the stream, open at `generation`
+        then, has been resumed since (waiting for a resume under way).
+
+        False when the stream ended for good, or when no resume began within
+        a keep-alive timeout or two (the transfer failed for another reason).
+        """
+        notice_by = time.monotonic() + 2 * self._session.keepalive_timeout()
+        with self._cond:
+            while True:
+                if self._ended is not None:
+                    return False
+                if self._live_generation > generation:
+                    return True
+                if self._generation == generation and time.monotonic() > notice_by:
+                    return False
+                self._cond.wait(0.05)
 
     def _download(self, handle: str, after: int) -> np.ndarray:
         buffers: list[_layout.DownloadBuffer] = []
@@ -500,6 +591,8 @@ class Executor:
 
     def _wait(self, command_id: int) -> None:
         deadline = None if self._timeout is None else time.monotonic() + self._timeout
+        if command_id > self._flush_wanted:
+            self._flush_wanted = command_id
         self._queue.put(_Flush(command_id))
         with self._cond:
             while self._completed < command_id:
@@ -520,97 +613,228 @@ class Executor:
 
     # ---- the stream -----------------------------------------------------------
 
-    def _requests(self) -> Iterator[bytes]:
-        """The request stream: each message is what was queued since the last one.
+    def _requests(self, generation: int, resend: list[bytes]) -> Iterator[bytes]:
+        """The request stream of the stream of `generation`: first the messages
+        `resend` (on a resumed stream), then what is queued, message by message.
+
+        It stops when a resume begins (a newer generation): what it took and
+        could not send is in `_sent`, and the new stream sends it again.
+        """
+        yield from resend
+        cond = self._send_cond
+        while True:
+            with cond:
+                if self._generation != generation:
+                    return
+                self._sender_busy = True
+            try:
+                message, end = self._next_message(generation)
+            finally:
+                with cond:
+                    self._sender_busy = False
+                    cond.notify_all()
+            if message:
+                yield message
+            if end:
+                return
+
+    def _next_message(self, generation: int) -> tuple[bytes, bool]:
+        """The next message: what was queued since the last one; and whether the stream ends.
 
         While nobody waits for a reply, the sender lingers up to _LINGER_S for
         more commands, so that a program issuing ops one by one still sends
         them in batches (each message costs the sending and receiving threads
         far more than a command does). A thread that starts waiting queues a
         _Flush: the message goes out at once and tells the server, in
-        `flush_through`, to answer without batching.
+        `flush_through`, to answer without batching. Every command and
+        release taken is recorded in `_sent` as it is taken.
         """
         get = self._queue.get
         get_nowait = self._queue.get_nowait
         monotonic = time.monotonic
+        sent = self._sent
+        completed = self._completed
+        while sent and (sent[0][0] < completed or (sent[0][0] == completed and not sent[0][1])):
+            sent.popleft()  # covered by a reply: never sent again
+        parts: list[bytes] = []
+        frees: list[str] = []
+        count = 0
+        flush_through = 0
+        deadline = 0.0
+        item = get()
         while True:
-            item = get()
-            parts: list[bytes] = []
-            frees: list[str] = []
-            count = 0
-            flush_through = 0
-            deadline = 0.0
-            while True:
-                if item is _END:
+            kind = type(item)
+            if kind is tuple:
+                if frees:
+                    frame = _release_frame(frees)
+                    sent.append((self._last_taken, True, frame))
+                    parts.append(frame)
+                    frees = []
+                self._last_taken = item[0]
+                sent.append((item[0], False, item[1]))
+                parts.append(item[1])
+                count += 1
+            elif kind is str:
+                frees.append(item)
+            elif kind is _Flush:
+                flush_through = max(flush_through, item)
+            elif item is _END:
+                break
+            elif item is _STOP:
+                if self._generation != generation:
                     if frees:
-                        parts.append(_release_frame(frees))
-                    if parts:
-                        yield b"".join(parts)
-                    return
-                if type(item) is _Flush:
-                    flush_through = max(flush_through, item)
-                elif type(item) is str:
-                    frees.append(item)
-                else:
-                    if frees:
-                        parts.append(_release_frame(frees))
-                        frees = []
-                    parts.append(item)
-                    count += 1
-                if count >= _MAX_BATCH or len(frees) >= _MAX_BATCH:
-                    break
-                try:
-                    item = get_nowait()
+                        sent.append((self._last_taken, True, _release_frame(frees)))
+                    return b"", True  # what was taken is in `_sent`: the new stream sends it
+                # a leftover of an earlier resume: nothing to do
+            if count >= _MAX_BATCH or len(frees) >= _MAX_BATCH:
+                break
+            try:
+                item = get_nowait()
+                continue
+            except queue.Empty:
+                pass
+            if flush_through or not (parts or frees):
+                if not (parts or frees or flush_through):
+                    item = get()  # nothing yet: wait for something
                     continue
-                except queue.Empty:
-                    pass
-                if flush_through or not (parts or frees):
-                    break
-                if not deadline:
-                    deadline = monotonic() + _LINGER_S
-                remaining = deadline - monotonic()
-                if remaining <= 0:
-                    break
-                try:
-                    item = get(timeout=remaining)
-                except queue.Empty:
-                    break
-            if frees:
-                parts.append(_release_frame(frees))
-            if flush_through:
-                parts.append(_FLUSH_THROUGH_TAG + _wire.encode_varint(flush_through))
-            if parts:
-                yield b"".join(parts)
+                break
+            if not deadline:
+                deadline = monotonic() + _LINGER_S
+            remaining = deadline - monotonic()
+            if remaining <= 0:
+                break
+            try:
+                item = get(timeout=remaining)
+            except queue.Empty:
+                break
+        if frees:
+            frame = _release_frame(frees)
+            sent.append((self._last_taken, True, frame))
+            parts.append(frame)
+        if flush_through:
+            parts.append(_FLUSH_THROUGH_TAG + _wire.encode_varint(flush_through))
+        if parts and self._completed:
+            parts.append(_ACKNOWLEDGED_TAG + _wire.encode_varint(self._completed))
+        return b"".join(parts), item is _END
+
+    def _resend_messages(self) -> list[bytes]:
+        """The first messages of a resumed stream: every command taken whose reply has not
+        come (and the releases after the last one that has), in order; then asks for
+        replies at once and acknowledges those in."""
+        completed = self._completed
+        frames = [
+            frame for key, is_release, frame in self._sent
+            if key > completed or (is_release and key == completed)
+        ]
+        messages = [b"".join(frames[i:i + _MAX_BATCH]) for i in range(0, len(frames), _MAX_BATCH)]
+        tail = _FLUSH_THROUGH_TAG + _wire.encode_varint(max(self._last_taken, 1))
+        if completed:
+            tail += _ACKNOWLEDGED_TAG + _wire.encode_varint(completed)
+        if not messages:
+            messages.append(b"")
+        messages[-1] += tail
+        return messages
 
     def _read(self) -> None:
         pending = self._pending
+        call = self._call
         ended: Error
-        try:
-            for response in self._call:
-                for result in response.results:
-                    record = pending.get(result.id)
-                    if record is None:
+        while True:
+            try:
+                for response in call:
+                    for result in response.results:
+                        record = pending.get(result.id)
+                        if record is None:
+                            continue  # answered before (a reply sent again after a resume)
+                        if result.code:
+                            record.failure = self._failure(record, result)
+                        else:
+                            record.result = result
+                    completed = response.completed
+                    for command_id in range(self._completed + 1, completed + 1):
+                        record = pending.pop(command_id, None)
+                        if record is not None:
+                            record.inputs = None
+                    with self._cond:
+                        self._completed = max(self._completed, completed)
+                        self._cond.notify_all()
+                ended = UnavailableError("the execution stream ended")
+            except grpc.RpcError as e:
+                if not self._closing and _broke(e):
+                    resumed = self._resume(from_rpc_error(e))
+                    if not isinstance(resumed, Error):
+                        call = resumed
                         continue
-                    if result.code:
-                        record.failure = self._failure(record, result)
-                    else:
-                        record.result = result
-                completed = response.completed
-                for command_id in range(self._completed + 1, completed + 1):
-                    record = pending.pop(command_id, None)
-                    if record is not None:
-                        record.inputs = None
-                with self._cond:
-                    self._completed = max(self._completed, completed)
-                    self._cond.notify_all()
-            ended = UnavailableError("the execution stream ended")
-        except grpc.RpcError as e:
-            ended = from_rpc_error(e)
-            if self._closing and ended.code == grpc.StatusCode.CANCELLED:
-                ended = UnavailableError("the client is closed")
-        except Exception as e:  # never leave waiters hanging
-            ended = Error(f"the reply reader failed: {e!r}")
+                    ended = resumed
+                else:
+                    ended = from_rpc_error(e)
+                    if self._closing and ended.code == grpc.StatusCode.CANCELLED:
+                        ended = UnavailableError("the client is closed")
+            except Exception as e:  # never leave waiters hanging
+                ended = Error(f"the reply reader failed: {e!r}")
+            break
         self._end(ended)
+
+    def _resume(self, lost: Error) -> Any:
+        """The stream broke (see the module docstring): reopens it on the same session.
+
+        Returns the new call, or the Error that ends the session's stream for good.
+        """
+        session = self._session
+        name = f"…{session.session_id[-8:]}"
+        _log.warning("tensord: the connection to %s dropped (%s); resuming session %s", session.target, lost.details, name)
+        with self._send_cond:
+            self._generation += 1
+            generation = self._generation
+            self._queue.put(_STOP)  # wakes the old sender if it waits for work
+            if not self._send_cond.wait_for(lambda: not self._sender_busy, timeout=30):
+                return Error("the sender of the broken stream did not stop: the stream cannot be resumed")
+        lease = session.lease()
+        give_up = session.renewed_at + lease + max(lease, 10.0)
+        delay = 0.02
+        while True:
+            if self._closing:
+                return UnavailableError("the client is closed")
+            remaining = give_up - time.monotonic()
+            try:
+                session.probe(timeout=max(0.1, min(remaining, session.keepalive_timeout())))
+                break
+            except NotFoundError as e:
+                return SessionExpiredError(
+                    f"session {name} is gone and its tensors with it: the connection to {session.target} "
+                    f"was lost for longer than its {lease:g} s lease, or the server restarted "
+                    f"(the server says: {e.details})",
+                    e.code,
+                )
+            except (UnavailableError, DeadlineExceededError) as e:
+                if "connection refused" in e.details.lower():
+                    return UnavailableError(
+                        f"{session.target} refuses connections: the server is not running, so session {name} "
+                        f"and its tensors are gone ({e.details})"
+                    )
+                if remaining <= 0:
+                    return SessionExpiredError(
+                        f"could not reach {session.target} for {time.monotonic() - session.renewed_at:.1f} s, "
+                        f"longer than session {name}'s {lease:g} s lease: the server has closed the session "
+                        f"and freed its tensors (last error: {e.details})",
+                        grpc.StatusCode.NOT_FOUND,
+                    )
+            except Error as e:  # refused for good (UNAUTHENTICATED, ...)
+                return e
+            time.sleep(max(0.0, min(delay, remaining)))
+            delay = min(delay * 2, 0.5)
+        resend = self._resend_messages()
+        call = session.execute(self._requests(generation, resend))
+        self._call = call
+        self.resumes += 1
+        with self._cond:
+            self._live_generation = generation
+            self._cond.notify_all()
+        _log.warning(
+            "tensord: session %s resumed on a new connection to %s (%d commands not answered yet sent again)",
+            name, session.target, sum(1 for key, is_release, _ in self._sent if not is_release and key > self._completed),
+        )
+        return call
 
     def _failure(self, record: Command, result: pb.CommandResult) -> Failure:
         # A command that failed because an input's command had failed carries
@@ -631,7 +855,9 @@ class Executor:
         self._queue.put(_END)  # lets grpcio's sending thread leave `_requests`
         for record in list(self._pending.values()):
             if record.failure is None and record.id > self._completed:
-                record.failure = Failure(reason.code, reason.details, record.op, record.where, record.id)
+                record.failure = Failure(
+                    reason.code, reason.details, record.op, record.where, record.id, type(reason)
+                )
                 if not self._closing:
                     with self._cond:
                         self._unraised.append(record.failure)
@@ -653,6 +879,14 @@ class Executor:
             self._reader.join()
         with self._cond:
             return self._unraised.popleft() if self._unraised else None
+
+
+def _broke(err: grpc.RpcError) -> bool:
+    """Whether a stream ended because its connection did, not because the server ended it."""
+    if not hasattr(err, "code") or err.code() != grpc.StatusCode.UNAVAILABLE:
+        return False
+    trailers = err.trailing_metadata() if hasattr(err, "trailing_metadata") else None
+    return not any(key == _STREAM_END_KEY for key, _ in trailers or ())
 
 
 _CODES = {code.value[0]: code for code in grpc.StatusCode}

@@ -9,6 +9,12 @@ are the control calls, Upload and Download. A single daemon thread per
 session renews the lease (KeepAlive every lease/3 seconds) and ends the
 session when the Client is garbage-collected.
 
+Dropped links. The channel sends HTTP/2 keep-alive pings every lease/8
+(between 0.25 and 10 s) and gives up on a connection that does not answer
+within as long again (at least 1 s), so a dead link is noticed well within
+the lease; it then reconnects, backing off to one attempt per ping interval.
+The Executor resumes its stream on the new connection (see there).
+
 Thread-safety: all methods may be called from any thread. The finalizer of
 a Client only puts a marker on a `queue.SimpleQueue`, which is reentrant;
 no RPC is ever issued from a finalizer.
@@ -39,7 +45,7 @@ _UPLOAD_PATH = "/tensord.v1.Tensord/Upload"
 _DOWNLOAD_PATH = "/tensord.v1.Tensord/Download"
 _EXECUTE_PATH = "/tensord.v1.Tensord/Execute"
 _BACKGROUND_DEADLINE_S = 10.0  # KeepAlive/CloseSession never block longer than this
-_DEFAULT_LEASE_S = 30.0  # when the server reports no lease
+_DEFAULT_LEASE_S = 60.0  # the server's default; the channel is set up for it until OpenSession says
 
 # Messages to the background thread.
 _STOP = object()  # close() was called: stop; close() itself ends the session
@@ -66,27 +72,11 @@ class Session:
         self._close_lock = threading.Lock()
         #: Called first by close() (the Client sets it to end its Execute stream cleanly).
         self.before_close: Callable[[], Any] | None = None
-        options = [
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ]
-        if credentials is None:
-            self._channel = grpc.insecure_channel(target, options=options)
-        else:
-            self._channel = grpc.secure_channel(target, credentials, options=options)
+        self._credentials = credentials
+        self._open_channel(_DEFAULT_LEASE_S)
         # Sent as plain metadata rather than grpc call credentials, which
         # grpcio only allows on TLS channels: a token over plaintext loopback is legal.
         auth = ((AUTHORIZATION_METADATA_KEY, f"Bearer {token}"),) if token else ()
-        self._stub = pb_grpc.TensordStub(self._channel)
-        self._upload = self._channel.stream_unary(
-            _UPLOAD_PATH, request_serializer=None, response_deserializer=pb.TensorMeta.FromString
-        )
-        self._download = self._channel.unary_stream(
-            _DOWNLOAD_PATH, request_serializer=pb.DownloadRequest.SerializeToString, response_deserializer=None
-        )
-        self._execute = self._channel.stream_stream(
-            _EXECUTE_PATH, request_serializer=None, response_deserializer=pb.ExecuteResponse.FromString
-        )
         try:
             with translated():
                 opened = self._stub.OpenSession(
@@ -97,6 +87,13 @@ class Session:
             raise
         self.session_id: str = opened.session_id
         self.lease_seconds: float = opened.lease_seconds
+        #: time.monotonic() of the last call known to have renewed the lease.
+        self.renewed_at = time.monotonic()
+        if _transport_options(self.lease()) != _transport_options(_DEFAULT_LEASE_S):
+            # A lease unlike the default's needs pings of its own pace: a new
+            # channel (the session is the server's, not the connection's).
+            self._channel.close()
+            self._open_channel(self.lease())
         self._metadata = ((SESSION_METADATA_KEY, self.session_id),) + auth
         self._background: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(
@@ -104,6 +101,35 @@ class Session:
         )
         self._thread.start()
         _live_sessions.add(self)
+
+    def _open_channel(self, lease: float) -> None:
+        options = [
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            *_transport_options(lease),
+        ]
+        if self._credentials is None:
+            self._channel = grpc.insecure_channel(self.target, options=options)
+        else:
+            self._channel = grpc.secure_channel(self.target, self._credentials, options=options)
+        self._stub = pb_grpc.TensordStub(self._channel)
+        self._upload = self._channel.stream_unary(
+            _UPLOAD_PATH, request_serializer=None, response_deserializer=pb.TensorMeta.FromString
+        )
+        self._download = self._channel.unary_stream(
+            _DOWNLOAD_PATH, request_serializer=pb.DownloadRequest.SerializeToString, response_deserializer=None
+        )
+        self._execute = self._channel.stream_stream(
+            _EXECUTE_PATH, request_serializer=None, response_deserializer=pb.ExecuteResponse.FromString
+        )
+
+    def lease(self) -> float:
+        """The session's lease in seconds, as the server last reported it."""
+        return self.lease_seconds if self.lease_seconds > 0 else _DEFAULT_LEASE_S
+
+    def keepalive_timeout(self) -> float:
+        """Seconds the channel waits for a ping's answer before it gives up on a connection."""
+        return dict(_transport_options(self.lease()))["grpc.keepalive_timeout_ms"] / 1000
 
     @property
     def closed(self) -> bool:
@@ -154,6 +180,17 @@ class Session:
         """
         self._check_open()
         return self._execute(requests, metadata=self._metadata)
+
+    def probe(self, timeout: float) -> None:
+        """One KeepAlive that fails at once when there is no connection (no wait_for_ready).
+
+        Renews the lease when it succeeds; raises NotFoundError when the
+        server no longer has the session, UnavailableError when it cannot be
+        reached. For resuming a stream (the Executor), not for users.
+        """
+        with translated():
+            self._stub.KeepAlive(pb.KeepAliveRequest(), timeout=timeout, metadata=self._metadata)
+        self.renewed_at = time.monotonic()
 
     def _check_open(self) -> None:
         if self._closed:
@@ -227,6 +264,7 @@ class Session:
                         renewed = self._stub.KeepAlive(
                             pb.KeepAliveRequest(), timeout=self._background_deadline(), metadata=self._metadata
                         )
+                    self.renewed_at = time.monotonic()
                     if renewed.lease_seconds > 0:
                         self.lease_seconds = renewed.lease_seconds
                         interval = self._keepalive_interval()
@@ -238,8 +276,27 @@ class Session:
                 next_keepalive = time.monotonic() + interval
 
     def _keepalive_interval(self) -> float:
-        lease = self.lease_seconds if self.lease_seconds > 0 else _DEFAULT_LEASE_S
-        return lease / 3
+        return self.lease() / 3
+
+
+def _transport_options(lease: float) -> list[tuple[str, int]]:
+    """Channel arguments that notice a dead link, and reconnect, well within `lease` seconds.
+
+    The server accepts pings down to every 100 ms (server/rpc/service.h).
+    """
+    ping_ms = int(1000 * min(max(lease / 8, 0.25), 10.0))
+    return [
+        ("grpc.keepalive_time_ms", ping_ms),
+        ("grpc.keepalive_timeout_ms", max(ping_ms, 1000)),
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.max_pings_without_data", 0),
+        # Reconnect attempts: the first after 100 ms, then backing off to
+        # one per ping interval. (grpc's "min reconnect backoff" is the time
+        # a connection attempt is given: at least 1 s, two ping intervals.)
+        ("grpc.initial_reconnect_backoff_ms", 100),
+        ("grpc.max_reconnect_backoff_ms", ping_ms),
+        ("grpc.min_reconnect_backoff_ms", max(2 * ping_ms, 1000)),
+    ]
 
 
 @atexit.register

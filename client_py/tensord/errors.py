@@ -6,6 +6,8 @@ by `from_rpc_error`, so users catch `tensord.Error` (or a subclass such as
 `grpc.StatusCode` and `.details` the server's message. The failure of a
 pipelined op, raised at a later sync point, also has `.op` (the op's name)
 and `.where` (the file and line that issued it); both are None otherwise.
+`SessionExpiredError`, a `NotFoundError`, says that the session itself is
+gone (see `tensord.connect` on dropped connections).
 """
 from __future__ import annotations
 
@@ -57,6 +59,16 @@ class DeadlineExceededError(Error):
 
 class NotFoundError(Error):
     code = grpc.StatusCode.NOT_FOUND
+
+
+class SessionExpiredError(NotFoundError):
+    """The client's session no longer exists on the server, so every tensor it held is gone.
+
+    Raised when the connection was lost for longer than the session's lease
+    (the server then closes the session and frees its tensors), or the server
+    restarted. A shorter drop is resumed by the client on its own. The client
+    cannot be used any more: open a new one with `tensord.connect`.
+    """
 
 
 class PermissionDeniedError(Error):
