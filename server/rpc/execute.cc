@@ -391,18 +391,19 @@ class ExecuteReactor final
   }
 
   void DetachSession() {
-    bool clean_end = false;
+    bool ended_here = false;  // by the client's half-close or by the server, not by a break
     {
       absl::MutexLock lock(&mu_);
-      clean_end = read_closed_ && !broken_ && !superseded_;
+      ended_here = !broken_ && !superseded_;
     }
     absl::MutexLock lock(&detach_mu_);
     if (session_ != nullptr && !detached_) {
       session_->command_log().Detach(generation_);
-      // A client that ended its stream will send no more commands on it:
-      // transfers waiting for commands it never sent would wait forever. (A
-      // broken or superseded stream's commands may still come, resent.)
-      if (clean_end) {
+      // A stream that ended (the client half-closed it, or the server ended
+      // it: draining, an error) brings no more commands: transfers waiting
+      // for commands it never read would wait forever. (A broken or
+      // superseded stream's commands may still come, resent on a new one.)
+      if (ended_here) {
         const uint64_t last_read = session_->command_log().progress().last_read;
         session_->stream()->AbandonMarkersAbove(
             last_read, absl::UnavailableError(absl::StrCat(
