@@ -55,6 +55,14 @@ def connect(
     environment variable, "1" for on) waits for every op instead and raises
     its failure at the call, for debugging.
 
+    The session lives on the server, not on the connection: if the
+    connection drops for less than the session's lease (the server's
+    --session-ttl), the client reconnects and resumes on its own, with the
+    same session and tensors, running every op exactly once (ops issued
+    meanwhile wait, and a sync point only takes longer). After a longer drop
+    the server has freed the session, and every later call raises
+    `SessionExpiredError`. The rules are in the README and `_executor.py`.
+
     `timeout` is the default deadline of every call, and the longest a sync
     point waits for the ops before it, in seconds (None: none);
     `chunk_bytes` the payload bytes per Upload message and the size asked
