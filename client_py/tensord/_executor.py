@@ -47,14 +47,16 @@ exactly-once, by command id, as in the proto:
 - Nothing fails because of the drop, and no command runs twice: `x.add_(1)`
   pipelined across a drop adds exactly once.
 - A download (`numpy()`) cut by the drop is made again once the stream is
-  back. An upload (`from_numpy`) cut by it raises UnavailableError (its
-  outcome is unknown to the client: call it again).
+  back. An upload (`from_numpy`) cut by it, or started while the link is
+  down, raises UnavailableError (its outcome is unknown to the client: call
+  it again).
 - If the link stays down longer than the session's lease, the server closes
-  the session and frees its tensors. The client keeps trying for one more
-  lease (at least 10 s) to hear it from the server; then every command not
-  answered, and every later call, raises SessionExpiredError (a
-  NotFoundError) saying so. If the server refuses connections (it is not
-  running, so the session is gone), they raise UnavailableError at once.
+  the session and frees its tensors. The client keeps trying until then
+  (the lease since its last renewal, and a second for the server's reaper);
+  after that, or as soon as the server answers that the session is gone
+  (the server restarted, say), every command not answered and every later
+  call raise SessionExpiredError (a NotFoundError) saying so. A server that
+  is down counts as a link that is down: the client waits out the lease.
   A stream the server ended itself (draining, a protocol error) is never
   resumed.
 
@@ -790,7 +792,10 @@ class Executor:
             if not self._send_cond.wait_for(lambda: not self._sender_busy, timeout=30):
                 return Error("the sender of the broken stream did not stop: the stream cannot be resumed")
         lease = session.lease()
-        give_up = session.renewed_at + lease + max(lease, 10.0)
+        # The server closes a session within a second of its lease's end
+        # (its reaper's period), counted from the last renewal it received,
+        # which came before the client's last renewal reply.
+        give_up = session.renewed_at + lease + 1.0
         delay = 0.02
         while True:
             if self._closing:
@@ -801,22 +806,19 @@ class Executor:
                 break
             except NotFoundError as e:
                 return SessionExpiredError(
-                    f"session {name} is gone and its tensors with it: the connection to {session.target} "
-                    f"was lost for longer than its {lease:g} s lease, or the server restarted "
+                    f"session {name} expired: the connection to {session.target} was lost for longer than "
+                    f"its {lease:g} s lease (or the server restarted), and the server has freed its tensors "
                     f"(the server says: {e.details})",
                     e.code,
                 )
             except (UnavailableError, DeadlineExceededError) as e:
-                if "connection refused" in e.details.lower():
-                    return UnavailableError(
-                        f"{session.target} refuses connections: the server is not running, so session {name} "
-                        f"and its tensors are gone ({e.details})"
-                    )
+                # (Even "connection refused" may pass: a router rejects for
+                # a link that is down. So only the lease decides.)
                 if remaining <= 0:
                     return SessionExpiredError(
-                        f"could not reach {session.target} for {time.monotonic() - session.renewed_at:.1f} s, "
-                        f"longer than session {name}'s {lease:g} s lease: the server has closed the session "
-                        f"and freed its tensors (last error: {e.details})",
+                        f"session {name} expired: {session.target} could not be reached for "
+                        f"{time.monotonic() - session.renewed_at:.1f} s, longer than the session's {lease:g} s "
+                        f"lease, so the server has closed it and freed its tensors (last error: {e.details})",
                         grpc.StatusCode.NOT_FOUND,
                     )
             except Error as e:  # refused for good (UNAUTHENTICATED, ...)

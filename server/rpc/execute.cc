@@ -28,7 +28,6 @@
 // a pinned reactor is not finished, so it is not deleted while they use it;
 // the last unpin makes a Finish that was requested meanwhile.
 #include <algorithm>
-#include <atomic>
 #include <optional>
 #include <string>
 #include <vector>

@@ -84,7 +84,11 @@ class KillServer:
 
     def __init__(self) -> None:
         self.metrics = f"127.0.0.1:{free_port()}"
-        self.server = ServerProcess("--session-ttl", str(LEASE_S), "--metrics-listen", self.metrics)
+        # One worker: the backward below then lasts long enough (most of a
+        # second) to be seen running, however many cores the machine has.
+        self.server = ServerProcess(
+            "--session-ttl", str(LEASE_S), "--metrics-listen", self.metrics, "--workers", "1"
+        )
         self.watcher = RawSession(self.server.address).keep_alive_in_background()
         self.bystander = tensord.connect(self.server.address, timeout=60)
         self.kept = np.random.default_rng(7).standard_normal((256, 256)).astype(np.float32)
@@ -217,9 +221,9 @@ def test_a_client_killed_mid_download_leaks_nothing(kill_server):
 
 def test_a_client_killed_mid_backward_leaks_nothing(kill_server):
     body = """
-        x = td.randn(768, 768, seed=1, requires_grad=True)
+        x = td.randn(1024, 1024, seed=1, requires_grad=True)
         y = x
-        for _ in range(8):
+        for _ in range(12):
             y = (y @ x).tanh()
         loss = y.sum()
         td.synchronize()
