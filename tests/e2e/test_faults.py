@@ -258,6 +258,50 @@ def test_a_client_killed_with_work_queued_leaks_nothing(kill_server):
     )
 
 
+# ---- resuming, on the wire ------------------------------------------------------------------
+
+
+def test_a_new_stream_gets_the_replies_the_broken_one_did_not_deliver(server):
+    """The protocol under the client's resume, with raw streams: commands read before
+    a break keep running, their replies wait, and a new stream sends them; resent ids
+    are skipped; acknowledged replies are not sent again."""
+    with RawSession(server.address) as raw:
+        base = raw.create(pb.CreateRequest(kind=pb.CreateRequest.ONES, dtype=pb.DTYPE_FLOAT32, shape=[512, 512])).handle
+
+        def matmul(command_id: int, out: str) -> pb.Command:
+            return pb.Command(id=command_id, outputs=[out], op=pb.OpRequest(
+                op="matmul", args=[pb.OpArg(handle=base), pb.OpArg(handle=base)]))
+
+        commands = [matmul(i, f"m{i}") for i in range(1, 41)]
+        stop = threading.Event()
+
+        def once_then_wait() -> Iterator[pb.ExecuteRequest]:
+            yield pb.ExecuteRequest(commands=commands, flush_through=1)
+            stop.wait(60)
+
+        first = raw.stub.Execute(once_then_wait(), metadata=raw.metadata)
+        assert next(first).completed < 40  # all 40 read (one message), most still to run
+        first.cancel()  # the stream breaks
+        stop.set()
+        # The client sends them all again, as its resume does, and waits for the last.
+        replies = list(raw.stub.Execute(iter([pb.ExecuteRequest(commands=commands, flush_through=40)]),
+                                        metadata=raw.metadata, timeout=60))
+        assert replies[-1].completed == 40
+        results = {r.id: r for reply in replies for r in reply.results}
+        assert sorted(results) == list(range(1, 41))  # every reply, once or more
+        assert all(r.code == 0 and r.outputs[0].handle == f"m{i}" for i, r in results.items())
+        assert sorted(raw.handles()) == sorted([base] + [f"m{i}" for i in range(1, 41)])  # each ran once
+        # Acknowledged replies are forgotten: after a stream that acknowledged
+        # them (it may still have been sent them, on opening), none comes again.
+        replies = list(raw.stub.Execute(iter([pb.ExecuteRequest(
+            acknowledged=40, commands=[pb.Command(id=41, sync=pb.SyncRequest())])]), metadata=raw.metadata, timeout=60))
+        assert replies[-1].completed == 41
+        replies = list(raw.stub.Execute(iter([pb.ExecuteRequest(commands=[pb.Command(id=42, sync=pb.SyncRequest())])]),
+                                        metadata=raw.metadata, timeout=60))
+        assert replies[-1].completed == 42
+        assert not [r for reply in replies for r in reply.results]
+
+
 # ---- dropped connections: a proxy that severs them ----------------------------------------
 
 
