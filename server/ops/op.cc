@@ -1,11 +1,67 @@
 #include "ops/op.h"
 
+#include <algorithm>
+#include <utility>
+
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 
 namespace tensord {
 namespace {
+
+// The named attributes (keyword arguments) of each op that takes any; the
+// others take none. RunOp refuses any other name before the op runs, as
+// Python refuses an unexpected keyword argument: a misspelt `dims=` must
+// not silently reduce over every dimension. One table, like PyTorch's
+// native_functions.yaml, so the whole surface reads in one place; the ops'
+// own readers (OpContext::Int, ...) still check each value's type.
+// "seed" is drawn by the recorder for kRandom ops when the client gives none.
+const std::pair<const char*, std::vector<std::string>> kAttributes[] = {
+    // elementwise
+    {"gelu", {"approximate"}},
+    {"gelu_backward", {"approximate"}},
+    {"clamp", {"min", "max"}},
+    // reductions
+    {"sum", {"dim", "keepdim"}},
+    {"prod", {"dim", "keepdim"}},
+    {"mean", {"dim", "keepdim"}},
+    {"var", {"dim", "keepdim", "correction"}},
+    {"std", {"dim", "keepdim", "correction"}},
+    {"max", {"dim", "keepdim"}},
+    {"min", {"dim", "keepdim"}},
+    {"argmax", {"dim", "keepdim"}},
+    {"argmin", {"dim", "keepdim"}},
+    {"softmax", {"dim"}},
+    {"log_softmax", {"dim"}},
+    // linalg and in-place updates
+    {"cat", {"dim"}},
+    {"stack", {"dim"}},
+    {"add_", {"alpha"}},
+    // shape
+    {"transpose", {"dim0", "dim1"}},
+    {"permute", {"dims"}},
+    {"view", {"shape"}},
+    {"reshape", {"shape"}},
+    {"flatten", {"start_dim", "end_dim"}},
+    {"squeeze", {"dims"}},
+    {"unsqueeze", {"dim"}},
+    {"expand", {"shape"}},
+    {"select", {"dim", "index"}},
+    {"to", {"dtype"}},
+    // nn
+    {"mse_loss", {"reduction"}},
+    {"l1_loss", {"reduction"}},
+    {"nll_loss", {"reduction", "ignore_index", "label_smoothing"}},
+    {"cross_entropy", {"reduction", "ignore_index", "label_smoothing"}},
+    {"binary_cross_entropy_with_logits", {"reduction"}},
+    {"dropout", {"p", "training", "seed"}},
+    // indexing
+    {"index", {"items"}},
+    {"index_put_", {"items", "accumulate"}},
+    {"index_put", {"items", "accumulate"}},
+};
 
 const OpTable& Registry() {
   static const OpTable* table = [] {
@@ -16,9 +72,26 @@ const OpTable& Registry() {
     AddShapeOps(*t);
     AddNnOps(*t);
     AddIndexOps(*t);
+    for (const auto& [name, attrs] : kAttributes) {
+      // An entry for an op that does not exist is a bug; ops_test checks it.
+      if (auto it = t->find(name); it != t->end()) it->second.attrs = attrs;
+    }
     return t;
   }();
   return *table;
+}
+
+// InvalidArgument naming the first attribute `def` does not take, and what
+// it takes.
+absl::Status CheckAttributes(const OpContext& context, const OpDef& def) {
+  for (const auto& [name, value] : context.attrs()) {
+    if (std::find(def.attrs.begin(), def.attrs.end(), name) != def.attrs.end()) continue;
+    return absl::InvalidArgumentError(absl::StrCat(
+        context.op(), " got an unexpected attribute '", name, "'",
+        def.attrs.empty() ? "; it takes none"
+                          : absl::StrCat("; it takes ", absl::StrJoin(def.attrs, ", "))));
+  }
+  return absl::OkStatus();
 }
 
 absl::string_view AttrTypeName(const Attr& attr) {
@@ -29,6 +102,14 @@ absl::string_view AttrTypeName(const Attr& attr) {
 }
 
 }  // namespace
+
+std::vector<std::string> UnknownOpsInAttributeTable() {
+  std::vector<std::string> unknown;
+  for (const auto& entry : kAttributes) {
+    if (!Registry().contains(entry.first)) unknown.push_back(entry.first);
+  }
+  return unknown;
+}
 
 absl::StatusOr<const OpDef*> FindOp(absl::string_view name) {
   auto it = Registry().find(name);
@@ -41,6 +122,7 @@ absl::StatusOr<const OpDef*> FindOp(absl::string_view name) {
 absl::StatusOr<std::vector<Tensor>> RunOp(const OpContext& context) {
   absl::StatusOr<const OpDef*> def = FindOp(context.op());
   if (!def.ok()) return def.status();
+  RETURN_IF_ERROR(CheckAttributes(context, **def));
   absl::StatusOr<std::vector<Tensor>> result = (*def)->forward(context);
   if (!result.ok()) {
     return absl::Status(result.status().code(),

@@ -165,6 +165,9 @@ struct OpDef {
   OpFunction forward;
   BackwardFunction backward;  // null: outputs never require grad
   unsigned traits = kNoTraits;
+  // The named attributes the op takes (from the table in ops/op.cc); RunOp
+  // refuses any other.
+  std::vector<std::string> attrs;
 };
 
 using OpTable = absl::flat_hash_map<std::string, OpDef>;
@@ -177,6 +180,9 @@ void AddLinalgOps(OpTable& table);       // ops/linalg.cc: matmul, cat, stack, i
 void AddShapeOps(OpTable& table);        // ops/shape.cc: views and copies
 void AddNnOps(OpTable& table);           // ops/nn.cc: linear, losses, dropout
 void AddIndexOps(OpTable& table);        // ops/index.cc: index, index_put(_), nonzero
+
+// Names in op.cc's attribute table that are not registered ops (for a test).
+std::vector<std::string> UnknownOpsInAttributeTable();
 
 // The op named `name`, or NotFound listing nothing secret.
 absl::StatusOr<const OpDef*> FindOp(absl::string_view name);

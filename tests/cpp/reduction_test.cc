@@ -122,3 +122,29 @@ TEST(ReductionTest, RejectsBadDimsAndDtypesNamingTheProblem) {
 
 }  // namespace
 }  // namespace tensord
+
+namespace tensord {
+namespace {
+
+// ---- attributes: each op takes only the names in op.cc's table -------------------
+
+TEST(OpAttributesTest, EveryTableEntryNamesARegisteredOp) {
+  EXPECT_EQ(UnknownOpsInAttributeTable(), std::vector<std::string>{});
+}
+
+TEST(OpAttributesTest, AnUnexpectedAttributeIsRefusedNamingWhatTheOpTakes) {
+  const Tensor x = tensord_testing::Iota({2, 3}, DType::kFloat32);
+  // A misspelt `dim` must not reduce over everything.
+  EXPECT_THAT(CallOp("sum", {x}, LargeBudget(), {{"dims", int64_t{0}}}),
+              tensord_testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                        "sum got an unexpected attribute 'dims'; it takes dim, "
+                                        "keepdim"));
+  EXPECT_THAT(CallOp("neg", {x}, LargeBudget(), {{"alpha", int64_t{2}}}),
+              tensord_testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                        "neg got an unexpected attribute 'alpha'; it takes none"));
+  EXPECT_THAT(CallOp("sum", {x}, LargeBudget(), {{"dim", int64_t{0}}, {"keepdim", true}}),
+              tensord_testing::IsOk());
+}
+
+}  // namespace
+}  // namespace tensord
