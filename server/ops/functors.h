@@ -35,23 +35,57 @@ struct RealOf<std::complex<R>> {
   template <typename T>  \
   using Out = bool;
 
+// ---- wrapping integer arithmetic ------------------------------------------------
+// Integer results wrap around in two's complement on overflow, as in PyTorch
+// and as the hardware does. Signed overflow is undefined behaviour in C++,
+// so signed operands are computed in their unsigned type, where it is
+// defined, and converted back (modular since C++20). Other types pass
+// through.
+template <typename T>
+inline constexpr bool kWraps = std::is_integral_v<T> && std::is_signed_v<T>;
+
+template <typename T> TENSORD_HOST_DEVICE T WrapAdd(T a, T b) {
+  if constexpr (kWraps<T>) {
+    using U = std::make_unsigned_t<T>;
+    return static_cast<T>(static_cast<U>(static_cast<U>(a) + static_cast<U>(b)));
+  } else {
+    return a + b;
+  }
+}
+template <typename T> TENSORD_HOST_DEVICE T WrapSub(T a, T b) {
+  if constexpr (kWraps<T>) {
+    using U = std::make_unsigned_t<T>;
+    return static_cast<T>(static_cast<U>(static_cast<U>(a) - static_cast<U>(b)));
+  } else {
+    return a - b;
+  }
+}
+template <typename T> TENSORD_HOST_DEVICE T WrapMul(T a, T b) {
+  if constexpr (kWraps<T>) {
+    using U = std::make_unsigned_t<T>;
+    return static_cast<T>(static_cast<U>(static_cast<U>(a) * static_cast<U>(b)));
+  } else {
+    return a * b;
+  }
+}
+
 // ---- binary -------------------------------------------------------------------
 struct Add {
   TENSORD_SAME_OUT
   template <typename T> TENSORD_HOST_DEVICE T operator()(T a, T b) const {
     if constexpr (std::is_same_v<T, bool>) return a || b;
-    else return a + b;
+    else return WrapAdd(a, b);
   }
 };
 struct Sub {
   TENSORD_SAME_OUT
-  template <typename T> TENSORD_HOST_DEVICE T operator()(T a, T b) const { return a - b; }
+  template <typename T> TENSORD_HOST_DEVICE T operator()(T a, T b) const { return WrapSub(a, b); }
 };
 struct Mul {
   TENSORD_SAME_OUT
   template <typename T> TENSORD_HOST_DEVICE T operator()(T a, T b) const {
     if constexpr (std::is_same_v<T, bool>) return a && b;
-    else return a * b;
+    else return WrapMul(a, b);
   }
 };
 struct Div {  // true division: callers promote integers to floating point first
@@ -74,8 +108,8 @@ struct Pow {
       }
       T result = 1;
       for (T e = b; e > 0; e >>= 1) {
-        if (e & 1) result = static_cast<T>(result * a);
-        a = static_cast<T>(a * a);
+        if (e & 1) result = WrapMul(result, a);
+        a = WrapMul(a, a);
       }
       return result;
     } else {
@@ -93,7 +127,7 @@ struct FloorDivide {
       return a;  // callers refuse bool
     } else if constexpr (std::is_integral_v<T>) {
       if constexpr (std::is_signed_v<T>) {
-        if (b == T(-1)) return static_cast<T>(T(0) - a);  // min / -1 wraps instead of trapping
+        if (b == T(-1)) return WrapSub(T(0), a);  // min / -1 wraps instead of trapping
       }
       const T q = static_cast<T>(a / b);
       if constexpr (std::is_signed_v<T>) {
@@ -161,7 +195,10 @@ struct Ge { TENSORD_BOOL_OUT template <typename T> TENSORD_HOST_DEVICE bool oper
 // ---- unary --------------------------------------------------------------------
 struct Neg {
   TENSORD_SAME_OUT
-  template <typename T> TENSORD_HOST_DEVICE T operator()(T a) const { return -a; }
+  template <typename T> TENSORD_HOST_DEVICE T operator()(T a) const {
+    if constexpr (kWraps<T>) return WrapSub(T(0), a);  // -min wraps to min, as in PyTorch
+    else return -a;
+  }
 };
 struct Abs {
   template <typename T>
@@ -169,7 +206,7 @@ struct Abs {
   template <typename T> TENSORD_HOST_DEVICE Out<T> operator()(T a) const {
     if constexpr (IsComplexT<T>::value || std::is_floating_point_v<T>) return std::abs(a);
     else if constexpr (std::is_unsigned_v<T> || std::is_same_v<T, bool>) return a;
-    else return a < T(0) ? T(-a) : a;
+    else return a < T(0) ? WrapSub(T(0), a) : a;  // abs(min) wraps to min, as in PyTorch
   }
 };
 struct Exp { TENSORD_SAME_OUT template <typename T> TENSORD_HOST_DEVICE T operator()(T a) const { return std::exp(a); } };

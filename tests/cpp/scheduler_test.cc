@@ -103,11 +103,13 @@ TEST(SchedulerTest, StreamsTakeTurnsTaskByTask) {
 }
 
 TEST(SchedulerTest, AShortTaskIsNotHeldBackByAnotherStreamsLongQueue) {
+  // Declared before the scheduler: a busy task may still be running while
+  // the scheduler's destructor waits for it.
+  std::atomic<bool> stop{false};
+  std::atomic<int> busy_done{0};
   Scheduler scheduler(2);
   std::shared_ptr<Stream> busy = scheduler.NewStream();
   std::shared_ptr<Stream> quick = scheduler.NewStream();
-  std::atomic<bool> stop{false};
-  std::atomic<int> busy_done{0};
   for (int i = 0; i < 200; ++i) {
     busy->Enqueue([&](const absl::Status&) {
       if (stop) return;

@@ -20,6 +20,7 @@
 #include "absl/types/span.h"
 #include "core/convert.h"
 #include "core/strided_loop.h"
+#include "ops/functors.h"
 
 namespace tensord::cpu {
 
@@ -90,7 +91,7 @@ void Scatter(const IndexWalk& walk, T* dst, const T* values, const int64_t* tabl
                       if constexpr (std::is_same_v<T, bool>) {
                         target = target || v[i * s[0]];
                       } else {
-                        target = Convert<T>(Widen(target) + Widen(v[i * s[0]]));
+                        target = Convert<T>(functors::WrapAdd(Widen(target), Widen(v[i * s[0]])));
                       }
                     } else {
                       target = v[i * s[0]];

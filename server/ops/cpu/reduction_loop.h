@@ -177,11 +177,11 @@ void Fold(const ReductionPlan& plan, const Tensor& in, const Tensor& out) {
   const T* x = reinterpret_cast<const T*>(in.data());
   auto* o = reinterpret_cast<FoldOut<T>*>(out.data());
   const A init = kKind == FoldKind::kProd ? A(1) : A(0);
-  auto op = [](A a, A v) {
+  auto op = [](A a, A v) {  // integer sums and products wrap, as in PyTorch
     if constexpr (kKind == FoldKind::kProd) {
-      return a * v;
+      return functors::WrapMul(a, v);
     } else {
-      return a + v;
+      return functors::WrapAdd(a, v);
     }
   };
   auto finish = [&](A acc) {
