@@ -468,14 +468,10 @@ class Executor:
             try:
                 array = self._download(handle, after)
                 break
-            except UnavailableError:
-                if self._await_resume(generation):
+            except Error as e:
+                if isinstance(e, UnavailableError) and self._await_resume(generation):
                     continue  # the connection dropped under it and the stream is back: again
-                if self._ended is not None and self._ended.code != grpc.StatusCode.CANCELLED:
-                    raise self._ended_error() from None  # why the session's stream is over
-                self._raise_download_failure(tensor, after)
-                raise
-            except Error:
+                self.raise_if_ended()
                 self._raise_download_failure(tensor, after)
                 raise
         self._wait(after)
@@ -484,6 +480,12 @@ class Executor:
             self.metadata(tensor)
         self.raise_pending()
         return array
+
+    def raise_if_ended(self) -> None:
+        """After a transfer failed: raises why the session's stream is over, if it is
+        (the transfer's own error is then a consequence, a cancellation say)."""
+        if self._ended is not None and self._ended.code != grpc.StatusCode.CANCELLED:
+            raise self._ended_error() from None
 
     def _raise_download_failure(self, tensor: Tensor, after: int) -> None:
         """A download failed: raises why the tensor was never made, if that is the reason."""
@@ -855,6 +857,8 @@ class Executor:
             self._ended = reason
             self._cond.notify_all()
         self._queue.put(_END)  # lets grpcio's sending thread leave `_requests`
+        # Transfers ordered after commands this stream never delivered would wait for them.
+        self._session.cancel_transfers()
         for record in list(self._pending.values()):
             if record.failure is None and record.id > self._completed:
                 record.failure = Failure(

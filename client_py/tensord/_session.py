@@ -22,6 +22,7 @@ no RPC is ever issued from a finalizer.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import queue
 import threading
@@ -32,7 +33,7 @@ from typing import Any, Callable, Iterator
 import grpc
 
 from tensord import _wire
-from tensord.errors import FailedPreconditionError, NotFoundError, translated
+from tensord.errors import CancelledError, FailedPreconditionError, NotFoundError, translated
 from tensord.v1 import tensord_pb2 as pb
 from tensord.v1 import tensord_pb2_grpc as pb_grpc
 
@@ -73,6 +74,8 @@ class Session:
         #: Called first by close() (the Client sets it to end its Execute stream cleanly).
         self.before_close: Callable[[], Any] | None = None
         self._credentials = credentials
+        self._transfers_lock = threading.Lock()
+        self._transfers: set[Any] = set()  # upload and download calls in progress
         self._open_channel(_DEFAULT_LEASE_S)
         # Sent as plain metadata rather than grpc call credentials, which
         # grpcio only allows on TLS channels: a token over plaintext loopback is legal.
@@ -146,8 +149,13 @@ class Session:
     def upload(self, messages: Iterator[bytes]) -> pb.TensorMeta:
         """Runs the Upload stream over already framed messages (see `_wire`)."""
         self._check_open()
-        with translated():
-            return self._upload(messages, timeout=self.timeout, metadata=self._metadata)
+        call = self._upload.future(messages, timeout=self.timeout, metadata=self._metadata)
+        with self._tracked(call):
+            try:
+                with translated():
+                    return call.result()
+            except grpc.FutureCancelledError:
+                raise CancelledError("the upload was cancelled: the session's stream ended") from None
 
     def download(
         self,
@@ -165,12 +173,35 @@ class Session:
         self._check_open()
         request = pb.DownloadRequest(handle=handle, chunk_bytes=chunk_bytes, after_command=after_command)
         stream = self._download(request, timeout=self.timeout, metadata=self._metadata)
-        try:
+        with self._tracked(stream):
             with translated():
                 return _wire.read_download(stream, allocate)
+
+    @contextlib.contextmanager
+    def _tracked(self, call: Any) -> Iterator[None]:
+        """Lists `call` for cancel_transfers while the block runs; cancels it if the block fails."""
+        with self._transfers_lock:
+            self._transfers.add(call)
+        try:
+            yield
         except BaseException:
-            stream.cancel()  # stop the server sending the rest
+            call.cancel()  # stop the server sending the rest, or waiting for more
             raise
+        finally:
+            with self._transfers_lock:
+                self._transfers.discard(call)
+
+    def cancel_transfers(self) -> None:
+        """Cancels the uploads and downloads in progress.
+
+        For when the session's Execute stream is over for good: a transfer
+        ordered after a command that stream never delivered would wait for it
+        until the server gave up.
+        """
+        with self._transfers_lock:
+            calls = list(self._transfers)
+        for call in calls:
+            call.cancel()
 
     def execute(self, requests: Iterator[bytes]) -> Any:
         """Opens the session's Execute stream over already framed ExecuteRequests.

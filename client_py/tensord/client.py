@@ -23,6 +23,7 @@ import numpy as np
 from tensord import _layout, _wire, autograd, dtypes
 from tensord._executor import Executor
 from tensord._session import MAX_MESSAGE_BYTES, Session
+from tensord.errors import Error
 from tensord.info import MemoryInfo, TensorInfo
 from tensord.tensor import Tensor, _int_args
 from tensord.v1 import tensord_pb2 as pb
@@ -253,7 +254,11 @@ class Client:
         header = pb.UploadRequest(
             header=pb.UploadHeader(dtype=plan.dtype, shape=plan.shape, strides=plan.strides, after_command=after)
         ).SerializeToString()
-        meta = self._session.upload(_wire.upload_messages(header, plan.span, self._chunk_bytes))
+        try:
+            meta = self._session.upload(_wire.upload_messages(header, plan.span, self._chunk_bytes))
+        except Error:
+            self._executor.raise_if_ended()
+            raise
         return Tensor(self, meta.handle, meta)
 
     def tensor(self, data: Any, dtype: dtypes.DTypeLike | None = None, requires_grad: bool = False) -> Tensor:

@@ -33,7 +33,6 @@ class TcpProxy:
         self.port = self._listener.getsockname()[1]
         self.address = f"127.0.0.1:{self.port}"
         self.down = False
-        self.connections = 0  # accepted and forwarded, ever
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self._closed = False
@@ -54,7 +53,6 @@ class TcpProxy:
                 client.close()
                 continue
             with self._lock:
-                self.connections += 1
                 self._sockets += [client, upstream]
             for src, dst in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
