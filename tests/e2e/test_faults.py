@@ -43,7 +43,7 @@ import tensord
 from conftest import ServerProcess
 from links import TcpProxy, net_namespace, netns_unavailable_reason
 from raw_wire import RawSession, pb, wait_for
-from servers import BINARY, free_port
+from servers import BINARY, SANITIZER, free_port
 
 MIB = 1 << 20
 LEASE_S = 2  # the killed-client server's --session-ttl
@@ -158,12 +158,14 @@ def kill_at(setup: KillServer, body: str, marker: str, under_way: Callable[[], b
 
 
 def twice_without_growth(setup: KillServer, run: Callable[[], None]) -> None:
-    """Runs a kill case twice: the second run must not grow the server's resident memory."""
+    """Runs a kill case twice: the second run must not grow the server's resident memory
+    (not checked under a sanitizer, whose quarantine keeps what is freed)."""
     run()
     after_first = rss_bytes(setup.server.proc.pid)
     run()
     after_second = rss_bytes(setup.server.proc.pid)
-    assert after_second - after_first < RSS_SLACK, (after_first, after_second)
+    if not SANITIZER:
+        assert after_second - after_first < RSS_SLACK, (after_first, after_second)
 
 
 def test_a_client_killed_mid_upload_leaks_nothing(kill_server):
