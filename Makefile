@@ -56,6 +56,14 @@ test-python: build venv
 	$(VENV)/bin/python -m pytest tests/e2e -q -p no:cacheprovider; \
 	  code=$$?; [ $$code -eq 5 ] && echo "pytest collected no tests" >&2; exit $$code
 
+# The load test (tests/load/): 32 client processes mixing work on one server,
+# checked against NumPy; the server's resident memory must come back after.
+# TENSORD_LOAD_OPS sets the operations per client (default 1000).
+.PHONY: test-load
+test-load: build venv
+	$(VENV)/bin/python -m pytest tests/load -q -p no:cacheprovider; \
+	  code=$$?; [ $$code -eq 5 ] && echo "pytest collected no tests" >&2; exit $$code
+
 test: test-cpp test-python
 
 bench: build venv

@@ -3,6 +3,7 @@
 // prints one "tensord listening on HOST:PORT" line when ready, expires idle
 // sessions, and drains on SIGINT/SIGTERM. `--health-probe` turns it into a
 // health-check client instead.
+#include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -70,6 +71,22 @@ absl::StatusOr<std::string> ReadFile(const std::string& path, absl::string_view 
   std::stringstream contents;
   contents << file.rdbuf();
   return contents.str();
+}
+
+// Gives the free memory inside glibc's heaps back to the system. A closed
+// session's tensors, graph nodes and request buffers are freed as many
+// blocks of up to a few hundred KiB spread through the heaps, below blocks
+// still in use, and free() returns memory only from a heap's top: after 32
+// load-test clients had come and gone, the server's resident memory stayed
+// 80-100% above what it was before them (as much with MALLOC_ARENA_MAX=1),
+// and malloc_trim(0) brought it back within 2%. The reaper calls this at most
+// once a tick, only on a tick that saw sessions close and on the next, so
+// that the pages of a busy server's live sessions are not given back and
+// faulted in over and over.
+void ReleaseFreeHeap() {
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
 }
 
 int Fail(absl::string_view message) {
@@ -164,10 +181,20 @@ int Serve(const Config& config) {
   absl::Notification stopping;
   std::thread reaper([&] {
     const absl::Duration period = absl::Seconds(std::min(1.0, config.session_ttl / 4));
+    int64_t closed_seen = 0;
+    bool trim_again = false;
     while (!stopping.WaitForNotificationWithTimeout(period)) {
       for (const std::string& id : sessions.CloseExpired(SessionRegistry::Clock::now())) {
         Log(LogLevel::kInfo, "session expired; its tensors were freed",
             {{"session", id.substr(0, 8)}});
+      }
+      // After sessions close, and once more a tick later: an Execute stream
+      // still holds its closed Session (command log, replies) until it ends.
+      const int64_t closed = sessions.closed_total();
+      if (closed != closed_seen || trim_again) {
+        trim_again = closed != closed_seen;
+        closed_seen = closed;
+        ReleaseFreeHeap();
       }
     }
   });

@@ -395,7 +395,9 @@ absl::StatusOr<int64_t> SessionRegistry::Close(const std::string& id,
     session = std::move(it->second.session);
     sessions_.erase(it);
   }
-  return session->Close(reason);
+  const int64_t dropped = session->Close(reason);
+  closed_total_.fetch_add(1, std::memory_order_relaxed);
+  return dropped;
 }
 
 std::vector<std::string> SessionRegistry::CloseExpired(Clock::time_point now) {
@@ -423,6 +425,7 @@ std::vector<std::string> SessionRegistry::CloseExpired(Clock::time_point now) {
         "session ", session->id().substr(0, 8), "... expired: no call or keep-alive for the lease")));
     ids.push_back(session->id());
   }
+  closed_total_.fetch_add(static_cast<int64_t>(expired.size()), std::memory_order_relaxed);
   return ids;
 }
 
@@ -433,6 +436,7 @@ int64_t SessionRegistry::CloseAll(const absl::Status& reason) {
     all.swap(sessions_);
   }
   for (auto& [id, entry] : all) entry.session->Close(reason);
+  closed_total_.fetch_add(static_cast<int64_t>(all.size()), std::memory_order_relaxed);
   return static_cast<int64_t>(all.size());
 }
 

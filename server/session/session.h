@@ -20,6 +20,7 @@
 // a tensor's storage is freed by callers.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -270,6 +271,9 @@ class SessionRegistry {
   // Closes every session (queued commands fail with `reason`); returns how many.
   int64_t CloseAll(const absl::Status& reason);
   int64_t size() const;
+  // Sessions closed so far, by any of the three above: the reaper gives
+  // freed heap back to the system once it sees this change (main.cc).
+  int64_t closed_total() const { return closed_total_.load(std::memory_order_relaxed); }
 
   // How many expired session ids are remembered, for Find's message.
   static constexpr size_t kRememberedExpired = 4096;
@@ -296,6 +300,7 @@ class SessionRegistry {
   // The ids of the sessions that expired last, oldest first, and when.
   std::deque<std::string> expired_order_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_map<std::string, Clock::time_point> expired_ ABSL_GUARDED_BY(mu_);
+  std::atomic<int64_t> closed_total_{0};
 };
 
 }  // namespace tensord

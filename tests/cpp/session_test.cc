@@ -222,6 +222,22 @@ TEST(SessionRegistryTest, FindSaysThatASessionExpired) {
               StatusIs(absl::StatusCode::kNotFound, "unknown session 'never-opened'"));
 }
 
+TEST(SessionRegistryTest, ClosedTotalCountsEveryWayASessionCloses) {
+  SessionRegistry registry(std::chrono::hours(1));
+  std::shared_ptr<Session> closed = registry.Open("closed");
+  registry.Open("expires");
+  registry.Open("expires too");
+  EXPECT_EQ(registry.closed_total(), 0);
+  ASSERT_THAT(registry.Close(closed->id()), IsOk());
+  EXPECT_THAT(registry.Close(closed->id()), StatusIs(absl::StatusCode::kNotFound));  // counted once
+  EXPECT_EQ(registry.closed_total(), 1);
+  EXPECT_EQ(registry.CloseExpired(SessionRegistry::Clock::now() + std::chrono::hours(2)).size(), 2u);
+  EXPECT_EQ(registry.closed_total(), 3);
+  registry.Open("open at shutdown");
+  EXPECT_EQ(registry.CloseAll(absl::UnavailableError("shutting down")), 1);
+  EXPECT_EQ(registry.closed_total(), 4);
+}
+
 // ---- CommandLog ------------------------------------------------------------------------------
 
 // Records what the log tells the attached stream.
