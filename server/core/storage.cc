@@ -68,6 +68,11 @@ class BlockCache {
     for (void* old : evicted) std::free(old);  // outside the lock: munmap is slow
   }
 
+  int64_t cached() {
+    absl::MutexLock lock(&mu_);
+    return cached_;
+  }
+
   // Frees cached blocks until at most `room` bytes stay cached.
   void TrimTo(int64_t room) {
     if (room >= kMaxBytes) return;  // the cache never holds more: no lock needed
@@ -248,6 +253,8 @@ absl::Status Storage::PrepareWrite(absl::string_view what) {
   data_ = block_->data;
   return absl::OkStatus();
 }
+
+int64_t Storage::cached_bytes() { return BlockCache::Get().cached(); }
 
 int64_t Storage::copies_on_write() { return copied_on_write.load(std::memory_order_relaxed); }
 

@@ -116,6 +116,8 @@ class Storage {
   // Bytes copied by PrepareWrite since the process started (for tests and
   // metrics).
   static int64_t copies_on_write();
+  // Bytes of freed blocks the process-wide cache holds for reuse now.
+  static int64_t cached_bytes();
 
   struct Block;  // the allocation: bytes, their charge, their snapshot count
 

@@ -597,18 +597,15 @@ namespace {
 TEST(StorageTest, CachedBlocksStayWithinTheRoomTheBudgetHasLeft) {
   const int64_t mib = int64_t{1} << 20;
   auto budget = std::make_shared<MemoryBudget>(10 * mib);
-  std::byte* freed = nullptr;
-  {
-    std::shared_ptr<Storage> s = ValueOrThrow(Storage::Allocate(4 * mib, Device::Cpu(), budget));
-    freed = s->data();
-  }  // cached: 4 MiB of the 10 are free
-  // 8 MiB charged leave 2 MiB of room: the cached 4 MiB block is given back,
-  // so a later 4 MiB storage cannot reuse it.
+  { ValueOrThrow(Storage::Allocate(4 * mib, Device::Cpu(), budget)); }
+  // Cached: 4 MiB of the 10 are free. (The cache is process-wide, so the
+  // checks compare with what it held before.)
+  const int64_t cached = Storage::cached_bytes();
+  EXPECT_GE(cached, 4 * mib);
+  // 8 MiB charged leave 2 MiB of room: the cached 4 MiB block is given back.
   std::shared_ptr<Storage> big = ValueOrThrow(Storage::Allocate(8 * mib, Device::Cpu(), budget));
   EXPECT_EQ(budget->in_use(), 8 * mib);
-  big.reset();
-  std::shared_ptr<Storage> again = ValueOrThrow(Storage::Allocate(4 * mib, Device::Cpu(), budget));
-  EXPECT_NE(again->data(), freed);
+  EXPECT_LE(Storage::cached_bytes(), 2 * mib);
 }
 
 TEST(MemoryBudgetTest, RoomIsTheLeastOfTheChain) {
