@@ -36,6 +36,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/status_macros.h"
+#include "rpc/chunk_codec.h"
 #include "rpc/command_codec.h"
 #include "rpc/proto_convert.h"
 #include "rpc/respond.h"
@@ -79,8 +80,10 @@ class ExecuteLink final : public TensordService::Drainable, public CommandLog::L
   ExecuteReactor* reactor_ ABSL_GUARDED_BY(mu_);
 };
 
-class ExecuteReactor final
-    : public grpc::ServerBidiReactor<v1::ExecuteRequest, v1::ExecuteResponse> {
+// Reads raw messages and parses them itself (see service.h), so that a
+// malformed ExecuteRequest ends the stream with INVALID_ARGUMENT instead of
+// reading as the client half-closing.
+class ExecuteReactor final : public grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
  public:
   ExecuteReactor(TensordService* service, grpc::CallbackServerContext* context)
       : service_(service), context_(context), link_(std::make_shared<ExecuteLink>(this)) {
@@ -106,10 +109,14 @@ class ExecuteReactor final
       Advance();
       return;
     }
-    absl::Status status = Guarded([&] { return Enqueue(); });
+    absl::Status status = Guarded([&] {
+      RETURN_IF_ERROR(DecodeMessage(request_bytes_, &request_));
+      request_bytes_.Clear();
+      return Enqueue();
+    });
     {
       absl::MutexLock lock(&mu_);
-      reading_ = false;  // request_ may be reused from here on
+      reading_ = false;  // request_bytes_ and request_ may be reused from here on
       if (!status.ok()) {
         read_closed_ = true;
         RequestFinishLocked(ToGrpcStatus(status), "error");
@@ -222,7 +229,7 @@ class ExecuteReactor final
            {"completed", absl::StrCat(progress.completed)},
            {"acknowledged", absl::StrCat(progress.acknowledged)}});
     }
-    StartRead(&request_);
+    StartRead(&request_bytes_);
     Advance();  // the replies the client may have missed
     return absl::OkStatus();
   }
@@ -378,9 +385,10 @@ class ExecuteReactor final
         }
       }
       response_.set_completed(completed);
-      StartWrite(&response_);
+      response_bytes_ = EncodeMessage(response_);
+      StartWrite(&response_bytes_);
     }
-    if (read) StartRead(&request_);
+    if (read) StartRead(&request_bytes_);
     if (finish) {
       // The session may take a new stream as soon as the client sees this one end.
       DetachSession();
@@ -421,8 +429,10 @@ class ExecuteReactor final
   uint64_t stream_last_id_ = 0;       // the last id read on this stream; OnReadDone only
   absl::Mutex detach_mu_;
   bool detached_ ABSL_GUARDED_BY(detach_mu_) = false;
-  v1::ExecuteRequest request_;        // owned by the read in flight while reading_
-  v1::ExecuteResponse response_;      // owned by the write in flight while writing_
+  grpc::ByteBuffer request_bytes_;    // owned by the read in flight while reading_
+  v1::ExecuteRequest request_;        // request_bytes_, parsed by OnReadDone
+  v1::ExecuteResponse response_;      // built by Advance, then serialized into
+  grpc::ByteBuffer response_bytes_;   // owned by the write in flight while writing_
 
   absl::Mutex mu_;
   bool attached_ ABSL_GUARDED_BY(mu_) = false;     // Start succeeded
@@ -475,7 +485,7 @@ void ExecuteLink::Drain() {
 
 }  // namespace
 
-grpc::ServerBidiReactor<v1::ExecuteRequest, v1::ExecuteResponse>* TensordService::Execute(
+grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* TensordService::Execute(
     grpc::CallbackServerContext* context) {
   return new ExecuteReactor(this, context);
 }

@@ -48,9 +48,29 @@ inline constexpr char kStreamEndKey[] = "tensord-stream-end";
 // connection that died silently end (and free what they hold) within a minute.
 void AddTransportArguments(grpc::ServerBuilder& builder);
 
-class TensordService final
-    : public v1::Tensord::WithRawCallbackMethod_Upload<
-          v1::Tensord::WithRawCallbackMethod_Download<v1::Tensord::CallbackService>> {
+namespace service_internal {
+using G = v1::Tensord;
+// The generated callback service with Upload, Download and Execute read and
+// written as raw bytes: transfer.cc frames the bulk bytes itself, and
+// execute.cc parses each ExecuteRequest itself so that a malformed one is
+// INVALID_ARGUMENT (gRPC's typed reader reports a message that fails to
+// parse as the end of the stream). The generated CallbackService already
+// fixes Execute's typed signature, so every method is named here.
+using Base =
+    G::WithCallbackMethod_OpenSession<G::WithCallbackMethod_KeepAlive<
+    G::WithCallbackMethod_CloseSession<G::WithRawCallbackMethod_Upload<
+    G::WithRawCallbackMethod_Download<G::WithCallbackMethod_GetTensor<
+    G::WithCallbackMethod_Free<G::WithCallbackMethod_ListTensors<
+    G::WithCallbackMethod_MemoryInfo<G::WithCallbackMethod_Create<
+    G::WithCallbackMethod_ManualSeed<G::WithCallbackMethod_View<G::WithCallbackMethod_Copy<
+    G::WithCallbackMethod_Op<G::WithCallbackMethod_SetRequiresGrad<G::WithCallbackMethod_Detach<
+    G::WithCallbackMethod_RetainGrad<G::WithCallbackMethod_GetGrad<
+    G::WithCallbackMethod_SetGrad<G::WithCallbackMethod_Backward<G::WithCallbackMethod_ZeroGrad<
+    G::WithCallbackMethod_CreateOptimizer<G::WithCallbackMethod_Step<
+    G::WithRawCallbackMethod_Execute<G::Service>>>>>>>>>>>>>>>>>>>>>>>>;
+}  // namespace service_internal
+
+class TensordService final : public service_internal::Base {
  public:
   // `auth` may be null (no token required); `metrics` must outlive the service.
   TensordService(std::shared_ptr<MemoryBudget> budget, SessionRegistry* sessions,
@@ -154,7 +174,7 @@ class TensordService final
                                  const v1::StepRequest* request,
                                  v1::StepResponse* response) override;
 
-  grpc::ServerBidiReactor<v1::ExecuteRequest, v1::ExecuteResponse>* Execute(
+  grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>* Execute(
       grpc::CallbackServerContext* context) override;
 
  private:

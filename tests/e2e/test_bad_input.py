@@ -879,3 +879,24 @@ def test_bad_execute_raw(witness, raw, handles, case):
     for name in names:
         assert re.search(name, message, re.IGNORECASE), f"{message!r} does not name the problem (/{name}/)"
     witness.check()
+
+
+def test_a_malformed_execute_message_is_refused_and_the_session_goes_on(witness, raw):
+    """Bytes that are not an ExecuteRequest end the stream with INVALID_ARGUMENT
+    naming the message (a typed reader took them for the client half-closing:
+    the stream ended OK and the commands after them were dropped unseen), and
+    a new stream carries on."""
+    channel = grpc.insecure_channel(witness.server.address)
+    execute = channel.stream_stream(
+        "/tensord.v1.Tensord/Execute", request_serializer=lambda b: b, response_deserializer=lambda b: b
+    )
+    good = pb.ExecuteRequest(commands=[_zeros(1, "after-garbage")]).SerializeToString()
+    with pytest.raises(grpc.RpcError) as info:
+        list(execute(iter([b"\x0a\xff\xff\xff", good]), metadata=raw.metadata, timeout=10))
+    assert_status(info.value, INVALID, r"ExecuteRequest")
+    channel.close()
+    assert "after-garbage" not in raw.handles()
+    replies = list(raw.stub.Execute(iter([pb.ExecuteRequest(commands=[_zeros(2, "fresh")])]), metadata=raw.metadata, timeout=10))
+    assert 2 in [r.id for reply in replies for r in reply.results if r.code == 0]
+    assert "fresh" in raw.handles()
+    witness.check()
