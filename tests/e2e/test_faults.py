@@ -383,7 +383,15 @@ def test_an_upload_cut_by_a_drop_fails_and_the_session_goes_on(proxied, monkeypa
         with pytest.raises(tensord.UnavailableError):
             td.from_numpy(np.zeros(1 << 20, np.float32))
         monkeypatch.undo()
-        again = td.from_numpy(np.ones(4, np.float32))  # upload again: it works
+        # Upload again: it works. Uploads are not resumed, so the first one
+        # may still meet the severed socket if gRPC has not noticed it yet
+        # (seen once in CI under load: UNAVAILABLE, "sendmsg: Broken pipe");
+        # that is the documented UnavailableError, and the next one goes
+        # through on the new connection.
+        try:
+            again = td.from_numpy(np.ones(4, np.float32))
+        except tensord.UnavailableError:
+            again = td.from_numpy(np.ones(4, np.float32))
         np.testing.assert_array_equal((again + kept[:4]).numpy(), np.arange(1.0, 5.0))
         assert td._executor.resumes == 1
 
