@@ -187,3 +187,4 @@ test-tsan: build-tsan venv
 fuzz: build-asan
 	rm -rf $(ASAN_REPORTS) && mkdir -p $(ASAN_REPORTS)
 	FUZZ_SECONDS=$(FUZZ_SECONDS) $(ASAN_ENV) scripts/fuzz.sh $(ASAN_DIR)/fuzz $(FUZZERS)
+	scripts/sanitizer-reports.sh $(ASAN_REPORTS)

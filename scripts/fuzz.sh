@@ -3,7 +3,8 @@
 # executables) for FUZZ_SECONDS, from its seed corpus in fuzz/corpus/<name>,
 # and prints the executions of each. Exits non-zero when any target found a
 # crash, a leak or a sanitizer report (its input is left in $1 as
-# <name>-crash-* / leak-* / timeout-*), or when the sanitizers wrote a report.
+# <name>-crash-* / leak-* / timeout-*). The Makefile then checks the
+# sanitizers' report directory (scripts/sanitizer-reports.sh).
 set -uo pipefail
 dir="$1"
 shift
@@ -31,13 +32,7 @@ for name in "$@"; do
 done
 echo "fuzz: ${seconds}s per target"
 printf '  %s\n' "${summary[@]}"
-reports_ok=0
-if [ -n "${ASAN_OPTIONS:-}" ]; then
-  reports_dir=$(sed -n 's/.*log_path=\([^:]*\)\/asan.*/\1/p' <<<"$ASAN_OPTIONS")
-  [ -n "$reports_dir" ] && { "$root/scripts/sanitizer-reports.sh" "$reports_dir" || reports_ok=1; }
-fi
 if [ ${#failed[@]} -gt 0 ]; then
   echo "fuzz: failed: ${failed[*]}" >&2
   exit 1
 fi
-exit "$reports_ok"

@@ -35,6 +35,15 @@ measures_server_memory = pytest.mark.skipif(
     bool(SANITIZER), reason=f"the server runs under the {SANITIZER} sanitizer, whose shadow memory swamps its own"
 )
 
+def rss_bytes(pid: int) -> int:
+    """The resident memory of process `pid` (VmRSS), in bytes."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 

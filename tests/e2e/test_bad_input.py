@@ -20,7 +20,7 @@ import pytest
 
 import tensord
 from raw_wire import RawSession, chunk, header, pb, wait_for
-from servers import measures_server_memory
+from servers import measures_server_memory, rss_bytes
 from syncing import synced
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -664,14 +664,6 @@ def test_session_quota_keeps_one_client_from_taking_the_server(server_factory):
             client.close()
 
 
-def resident_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
-
-
 #: What the server may hold beyond --max-memory: its code, gRPC's buffers, the
 #: allocator's slack and the block cache's unused blocks (README, "Memory").
 RESIDENT_SLACK = 96 * MIB
@@ -686,7 +678,7 @@ def test_a_million_small_tensors_meet_the_budget(server_factory):
     srv = server_factory("--max-memory", str(limit))
     with tensord.connect(srv.address, timeout=120) as td:
         td.synchronize()
-        baseline = resident_bytes(srv.proc.pid)
+        baseline = rss_bytes(srv.proc.pid)
         kept = []
         with pytest.raises(tensord.ResourceExhaustedError, match="tensor handle|needs"):
             for i in range(1_000_000):
@@ -704,7 +696,7 @@ def test_a_million_small_tensors_meet_the_budget(server_factory):
         assert failures <= 4096 + 1
         info = td.memory_info()
         assert info.bytes_limit - info.bytes_in_use < 1024  # full, to the last handle
-        grown = resident_bytes(srv.proc.pid) - baseline
+        grown = rss_bytes(srv.proc.pid) - baseline
         assert grown <= limit + RESIDENT_SLACK, f"resident memory grew {grown / MIB:.0f} MiB"
         del kept
         gc.collect()

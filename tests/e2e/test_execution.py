@@ -23,18 +23,10 @@ import pytest
 
 import tensord
 from raw_wire import RawSession, pb, wait_for
-from servers import measures_server_memory
+from servers import measures_server_memory, rss_bytes
 from syncing import synced
 
 HERE = os.path.abspath(__file__)
-
-
-def rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 def line_of(marker: str) -> int:

@@ -43,21 +43,13 @@ import tensord
 from conftest import ServerProcess
 from links import TcpProxy, net_namespace, netns_unavailable_reason
 from raw_wire import RawSession, pb, wait_for
-from servers import BINARY, SANITIZER, free_port
+from servers import BINARY, SANITIZER, free_port, rss_bytes
 
 MIB = 1 << 20
 LEASE_S = 2  # the killed-client server's --session-ttl
 # How far the server's resident memory may grow between the two runs of a
 # case: allocator and gRPC bookkeeping, far below what one run moves (64+ MiB).
 RSS_SLACK = 24 * MIB
-
-
-def rss_bytes(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
 
 
 def scrape(address: str) -> dict[tuple[str, frozenset], float]:
